@@ -1,0 +1,13 @@
+.PHONY: demo demo-tiny test install
+
+install:
+	bash scripts/bootstrap.sh
+
+demo: install
+	.venv/bin/moalign demo
+
+demo-tiny: install
+	.venv/bin/moalign demo --tiny
+
+test: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python -m pytest -q

@@ -1,0 +1,3 @@
+from moalign.cli.main import main
+
+raise SystemExit(main())

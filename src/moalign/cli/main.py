@@ -1,0 +1,39 @@
+"""The ``moalign`` command: ``demo``, ``data check``, ``models prepare``, ``train dpo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from moalign import __version__
+from moalign.cli import data_cmd, demo_cmd, models_cmd, train_cmd
+from moalign.models.smollm2 import ModelPrepareError
+
+#: Errors that mean "the input is wrong" (or a NaN stopped training): one line, exit status 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError, ModelPrepareError, FloatingPointError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moalign", description="Multi-objective alignment of language models.")
+    parser.add_argument("--version", action="version", version=f"moalign {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (demo_cmd, data_cmd, models_cmd, train_cmd):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"moalign: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,44 @@
+"""Multi-objective preference data: schema, loaders and adapters, collation, summaries."""
+
+from moalign.data.adapters import ADAPTERS, hh_prompt_to_messages, split_hh_dialogue
+from moalign.data.loaders import load_preference_data, read_records, save_preference_data
+from moalign.data.schema import (
+    DataError,
+    Label,
+    PreferenceDataset,
+    PreferencePair,
+    concat_datasets,
+    labels_from_scores,
+    make_pair,
+    parse_label,
+)
+from moalign.data.stats import disagreement_rate, format_summary, summarize
+
+__all__ = [
+    "ADAPTERS",
+    "DataError",
+    "Label",
+    "PreferenceCollator",
+    "PreferenceDataset",
+    "PreferencePair",
+    "concat_datasets",
+    "disagreement_rate",
+    "format_summary",
+    "hh_prompt_to_messages",
+    "labels_from_scores",
+    "load_preference_data",
+    "make_pair",
+    "parse_label",
+    "read_records",
+    "save_preference_data",
+    "split_hh_dialogue",
+    "summarize",
+]
+
+
+def __getattr__(name: str):
+    if name == "PreferenceCollator":  # keeps `import moalign.data` free of torch
+        from moalign.data.collate import PreferenceCollator
+
+        return PreferenceCollator
+    raise AttributeError(name)

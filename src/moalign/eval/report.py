@@ -1,0 +1,103 @@
+"""The front comparison report: a JSON of every number, a Markdown table, and PNG plots."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moalign.eval.pareto import hypervolume, non_dominated
+from moalign.eval.stats import Interval, bootstrap_interval
+from moalign.eval.sweep import FrontPoint
+
+
+def default_reference(points: dict[str, list[FrontPoint]], margin: float = 0.05) -> np.ndarray:
+    """Below every score: the per-objective minimum over all methods minus ``margin`` of the range."""
+    allp = np.vstack([p.scores for pts in points.values() for p in pts])
+    span = np.maximum(allp.max(0) - allp.min(0), 1e-9)
+    return allp.min(0) - margin * span
+
+
+def hypervolume_interval(front: list[FrontPoint], reference: np.ndarray, *, resamples: int = 200, seed: int = 0) -> Interval:
+    """Hypervolume of a method's points with a bootstrap interval over prompts (the same prompts resampled
+    for every preference). Resamples whose points fall below the reference are clipped to it."""
+    stacked = np.stack([p.per_prompt for p in front], axis=1)  # (N prompts, M points, K)
+    hypervolume(stacked.mean(axis=0), reference)  # the real front must dominate the reference: raises if not
+
+    def statistic(rows: np.ndarray) -> float:
+        means = np.maximum(rows.mean(axis=0), reference + 1e-12)
+        return hypervolume(means, reference)
+
+    return bootstrap_interval(stacked, statistic, resamples=resamples, seed=seed)
+
+
+def write_front_report(
+    points: dict[str, list[FrontPoint]],
+    objectives: Sequence[str],
+    out_dir: str | Path,
+    *,
+    reference: np.ndarray | None = None,
+    resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write ``report.json``, ``report.md`` and ``front.png`` (or pairwise plots for K > 2) to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not points:
+        raise ValueError("no methods to report")
+    ref = default_reference(points) if reference is None else np.asarray(reference, dtype=np.float64)
+    report: dict[str, Any] = {"objectives": list(objectives), "reference_point": ref.tolist(), "methods": {}}
+    for method, front in points.items():
+        scores = np.vstack([p.scores for p in front])
+        hv = hypervolume_interval(front, ref, resamples=resamples, seed=seed)
+        report["methods"][method] = {
+            "points": [{"preference": p.preference, "scores": p.scores.tolist()} for p in front],
+            "non_dominated": np.flatnonzero(non_dominated(scores)).tolist(),
+            "hypervolume": hv.to_dict(),
+            "best_per_objective": scores.max(axis=0).tolist(),
+        }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    lines = [f"Reference point: {', '.join(f'{o} {v:.4g}' for o, v in zip(objectives, ref))}", "",
+             "| method | points | hypervolume (95% CI over prompts) | " + " | ".join(f"best {o}" for o in objectives) + " |",
+             "|---|---|---|" + "---|" * len(objectives)]
+    for method, entry in report["methods"].items():
+        hv = entry["hypervolume"]
+        best = " | ".join(f"{v:.4g}" for v in entry["best_per_objective"])
+        lines.append(f"| {method} | {len(entry['points'])} | {hv['estimate']:.4g} [{hv['low']:.4g}, {hv['high']:.4g}] | {best} |")
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    plot_fronts(points, objectives, out_dir)
+    return report
+
+
+def plot_fronts(points: dict[str, list[FrontPoint]], objectives: Sequence[str], out_dir: Path) -> list[Path]:
+    """One scatter per pair of objectives, each method's points joined in preference order and labelled
+    with the preference's first weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    pairs = list(itertools.combinations(range(len(objectives)), 2)) or [(0, 0)]
+    for i, j in pairs:
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        for method, front in points.items():
+            xy = np.array([[p.scores[i], p.scores[j]] for p in front])
+            ax.plot(xy[:, 0], xy[:, 1], marker="o", label=method)
+            if len(front) > 1:
+                for p, (x, y) in zip(front, xy):
+                    ax.annotate(f"{p.preference[0]:.2g}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel(objectives[i])
+        ax.set_ylabel(objectives[j])
+        ax.set_title("Pareto fronts (labels: weight on " + objectives[0] + ")")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = "front.png" if len(pairs) == 1 else f"front_{objectives[i]}_{objectives[j]}.png"
+        fig.savefig(out_dir / name, dpi=120)
+        plt.close(fig)
+        written.append(out_dir / name)
+    return written

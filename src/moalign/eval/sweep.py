@@ -1,0 +1,84 @@
+"""Front sweeps: for each preference, generate on a fixed prompt set and score every objective, cached on disk.
+
+A method is anything that turns ``(preference, prompts)`` into responses: a HoE model routing by the
+preference, one model per preference, an interpolation of expert weights, or a single model that
+ignores the preference (one point). Generations and scores are cached per (method, preference,
+prompts, settings), so a rerun or a new metric never regenerates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moalign.objectives import Scorer
+
+Generate = Callable[[np.ndarray, list[str]], list[str]]
+
+
+@dataclass
+class FrontPoint:
+    """One method at one preference: mean reward per objective and the per-prompt rewards behind it."""
+
+    method: str
+    preference: list[float]
+    per_prompt: np.ndarray  # (N prompts, K objectives)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.per_prompt.mean(axis=0)
+
+
+def _cache_key(method: str, preference: np.ndarray, prompts: Sequence[str], objectives: Sequence[str], settings: dict) -> str:
+    blob = json.dumps({"method": method, "preference": [round(float(p), 6) for p in preference],
+                       "prompts": list(prompts), "objectives": list(objectives), "settings": settings}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def sweep(
+    method: str,
+    generate: Generate,
+    preferences: np.ndarray,
+    prompts: Sequence[str],
+    scorers: Sequence[Scorer],
+    cache_dir: str | Path,
+    *,
+    settings: dict | None = None,
+) -> list[FrontPoint]:
+    """Evaluate ``method`` at every row of ``preferences`` (shape ``(M, K)``) on ``prompts``.
+
+    ``settings`` (generation length, temperature, seed, model path, ...) is part of the cache key: change
+    any of them and the cached generations are not reused.
+    """
+    names = [s.name for s in scorers]
+    prefs = np.asarray(preferences, dtype=np.float64)
+    if prefs.ndim != 2 or prefs.shape[1] != len(names):
+        raise ValueError(f"preferences must have shape (M, {len(names)}) for objectives {names}, got {prefs.shape}")
+    prompts = list(prompts)
+    points = []
+    for preference in prefs:
+        path = Path(cache_dir) / method / f"{_cache_key(method, preference, prompts, names, settings or {})}.jsonl"
+        if path.exists():
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        else:
+            responses = generate(preference, prompts)
+            if len(responses) != len(prompts):
+                raise ValueError(f"method {method!r} returned {len(responses)} responses for {len(prompts)} prompts")
+            rewards = {s.name: s.reward(prompts, responses) for s in scorers}
+            records = [
+                {"prompt": p, "response": r, "scores": {n: float(rewards[n][i]) for n in names}}
+                for i, (p, r) in enumerate(zip(prompts, responses))
+            ]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+            os.replace(tmp, path)
+        per_prompt = np.array([[r["scores"][n] for n in names] for r in records], dtype=np.float64)
+        points.append(FrontPoint(method, preference.tolist(), per_prompt))
+    return points

@@ -1,0 +1,148 @@
+"""Configuration of multi-objective DPO (:class:`moalign.train.MultiObjectiveDPOTrainer`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class MultiObjectiveDPOConfig:
+    """Multi-objective DPO: one policy, K per-objective DPO losses, one combination rule.
+
+    Parameters that control the model:
+        model: Hub name, local path, or ``smollm2`` / ``tiny``.
+        dtype: ``auto`` (bf16 on a capable GPU, else fp32), ``float32``, ``bfloat16``.
+        use_lora: train a LoRA adapter (``True``) or all weights (``False``).
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter (PEFT ``LoraConfig``).
+        reference: ``auto`` (base model with adapters disabled under LoRA, else ``precomputed``),
+            ``adapter_disabled``, ``copy`` (a frozen copy), or ``precomputed`` (reference log-probs of
+            every pair computed once before training and cached in ``output_dir``).
+
+    Parameters that control the data:
+        task: ``bundled`` or ``synthetic`` to train on moalign's bundled task instead of files.
+        train_files: preference files or datasets (see ``moalign.data.load_preference_data``).
+        adapter: their format (``native``, ``hh_rlhf``, ``pku_saferlhf``, ``ultrafeedback``, ``helpsteer2``).
+        file_objectives: for one-objective formats (HH-RLHF), the objective each file labels, in order.
+        objectives: which objectives to train on, in order (default: all in the data).
+        eval_files: held-out files; when empty, ``eval_fraction`` of the pairs is held out (seeded).
+        max_train_pairs: use at most this many training pairs (after the split).
+        max_length, max_prompt_length: token limits of prompt + response and of the prompt.
+        drop_invalid: skip bad rows (and report how many) instead of stopping.
+
+    Parameters that control the objective and its combination:
+        rule: combination rule from ``moalign.moo.RULES``; default ``mgda_decoupled``.
+        rule_options: keyword options of the rule (e.g. ``{step_size: 0.01}`` for ``group_dro``).
+        preference: weights per objective (by position) for preference-aware rules such as ``linear``.
+        gram_every: recompute per-objective gradients and weights every N steps and reuse the weights
+            in between (1 = exact every step); only for rules that need the Gram.
+        gradient_method: how exact per-objective geometry is computed for Gram rules: ``per_pair`` (one
+            backward pass with hooks giving each pair's gradient; LoRA, one process), ``autograd`` (K
+            vector-Jacobian products of the shared graph; any model, any number of processes), or
+            ``auto`` (``per_pair`` when it applies).
+        beta: DPO temperature (0.5 in the MGDA-Decoupled paper).
+        loss_type: ``sigmoid`` (DPO) or ``ipo``.
+
+    Parameters that control training:
+        learning_rate, weight_decay, warmup_ratio, lr_scheduler, max_grad_norm: AdamW and its schedule.
+        per_device_batch_size, gradient_accumulation_steps, num_epochs, max_steps: how much to train;
+            ``max_steps`` overrides ``num_epochs`` when set.
+        mixed_precision: ``no``, ``fp16`` or ``bf16`` (accelerate).
+        seed: seeds model init, data order and sampling; the same seed gives the same run.
+
+    Parameters that control logging and saving:
+        output_dir: where checkpoints, logs and the final model go.
+        logging_steps, eval_steps, save_steps: intervals in optimizer steps (0 = never; eval and save
+            always happen at the end).
+        eval_before: also evaluate before the first step (skip it when comparing runs from one start).
+        save_total_limit: keep only this many checkpoints (oldest deleted first).
+        report_to: accelerate trackers, e.g. ``[tensorboard]`` or ``[wandb]``; a JSONL log is always written.
+    """
+
+    model: str = "smollm2"
+    dtype: str = "auto"
+    use_lora: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target_modules: str | list[str] = "all-linear"
+    reference: str = "auto"
+
+    task: str | None = None
+    train_files: list[str] = field(default_factory=list)
+    adapter: str = "native"
+    file_objectives: list[str] | None = None
+    objectives: list[str] | None = None
+    eval_files: list[str] = field(default_factory=list)
+    eval_fraction: float = 0.1
+    max_train_pairs: int | None = None
+    max_length: int = 512
+    max_prompt_length: int = 256
+    drop_invalid: bool = False
+
+    rule: str = "mgda_decoupled"
+    rule_options: dict = field(default_factory=dict)
+    preference: list[float] | None = None
+    gram_every: int = 1
+    gradient_method: str = "auto"
+    beta: float = 0.5
+    loss_type: str = "sigmoid"
+
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    max_grad_norm: float = 1.0
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_epochs: float = 1.0
+    max_steps: int | None = None
+    mixed_precision: str = "no"
+    seed: int = 0
+
+    output_dir: str = "runs/dpo"
+    logging_steps: int = 10
+    eval_steps: int = 0
+    save_steps: int = 0
+    save_total_limit: int = 2
+    eval_before: bool = True
+    report_to: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from moalign.moo import RULES
+        from moalign.train.losses import LOSS_TYPES
+
+        if self.rule not in RULES:
+            raise ValueError(f"unknown rule {self.rule!r}; rules are {sorted(RULES)}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"unknown loss_type {self.loss_type!r}; choose one of {LOSS_TYPES}")
+        if self.reference not in ("auto", "adapter_disabled", "copy", "precomputed"):
+            raise ValueError(f"unknown reference {self.reference!r}; use auto, adapter_disabled, copy or precomputed")
+        if self.gradient_method not in ("auto", "per_pair", "autograd"):
+            raise ValueError(f"unknown gradient_method {self.gradient_method!r}; use auto, per_pair or autograd")
+        if self.reference == "adapter_disabled" and not self.use_lora:
+            raise ValueError("reference 'adapter_disabled' needs use_lora: true")
+        if self.objectives is not None and len(self.objectives) == 0:
+            raise ValueError("objectives is empty (K = 0): give at least one objective or leave it unset")
+        if self.objectives is not None and len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"duplicate names in objectives {self.objectives}")
+        if self.task not in (None, "bundled", "synthetic"):
+            raise ValueError(f"unknown task {self.task!r}; use bundled or synthetic")
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "gram_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be below max_length ({self.max_length})")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+
+    @property
+    def reference_mode(self) -> str:
+        if self.reference != "auto":
+            return self.reference
+        return "adapter_disabled" if self.use_lora else "precomputed"
+
+
+MODPOConfig = MultiObjectiveDPOConfig
+"""Short alias. Not Zhou et al.'s MODPO (a margin-based baseline), which is a separate method."""

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+
+from moalign.eval import FrontError, hypervolume, simplex_grid, sweep, write_front_report
+from moalign.objectives import RuleScorer
+
+PROMPTS = [f"question {i}" for i in range(12)]
+SCORERS = [RuleScorer("detail", lambda p, r: len(r.split())), RuleScorer("brevity", lambda p, r: -len(r.split()))]
+
+
+def steerable(calls):
+    """A toy method: the weight on 'detail' sets the answer length (plus per-prompt variation)."""
+
+    def generate(preference, prompts):
+        calls.append(tuple(preference))
+        return [" ".join(["word"] * (1 + int(10 * preference[0]) + i % 3)) for i, _ in enumerate(prompts)]
+
+    return generate
+
+
+def test_sweep_scores_every_preference_and_reuses_its_cache(tmp_path):
+    calls = []
+    grid = simplex_grid(2, 4)
+    points = sweep("toy", steerable(calls), grid, PROMPTS, SCORERS, tmp_path, settings={"max_new_tokens": 8})
+    assert len(points) == 5 and len(calls) == 5
+    assert points[0].per_prompt.shape == (12, 2)
+    assert points[0].scores[0] > points[-1].scores[0]  # more weight on detail, longer answers
+    again = sweep("toy", steerable(calls), grid, PROMPTS, SCORERS, tmp_path, settings={"max_new_tokens": 8})
+    assert len(calls) == 5  # no generate call: everything came from the cache
+    np.testing.assert_array_equal(again[2].per_prompt, points[2].per_prompt)
+    sweep("toy", steerable(calls), grid[:1], PROMPTS, SCORERS, tmp_path, settings={"max_new_tokens": 16})
+    assert len(calls) == 6  # other settings, other cache entry
+    with pytest.raises(ValueError, match=r"preferences must have shape \(M, 2\)"):
+        sweep("toy", steerable(calls), simplex_grid(3, 2), PROMPTS, SCORERS, tmp_path)
+
+
+def test_report_numbers_files_and_plots(tmp_path):
+    grid = simplex_grid(2, 4)
+    fronts = {
+        "steerable": sweep("steerable", steerable([]), grid, PROMPTS, SCORERS, tmp_path / "cache"),
+        "single": sweep("single", lambda pref, prompts: ["word word word"] * len(prompts), grid[2:3], PROMPTS,
+                        SCORERS, tmp_path / "cache"),
+    }
+    report = write_front_report(fronts, ["detail", "brevity"], tmp_path / "out", resamples=100)
+    ref = np.array(report["reference_point"])
+    for method, front in fronts.items():
+        entry = report["methods"][method]
+        expected = hypervolume(np.vstack([p.scores for p in front]), ref)
+        assert entry["hypervolume"]["estimate"] == pytest.approx(expected)
+        assert entry["hypervolume"]["low"] <= expected <= entry["hypervolume"]["high"]
+    assert report["methods"]["steerable"]["hypervolume"]["estimate"] > report["methods"]["single"]["hypervolume"]["estimate"]
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["methods"].keys() == {"steerable", "single"}
+    assert "| steerable | 5 |" in (tmp_path / "out" / "report.md").read_text()
+    png = (tmp_path / "out" / "front.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    with pytest.raises(FrontError, match="do not dominate the reference point"):
+        write_front_report(fronts, ["detail", "brevity"], tmp_path / "bad", reference=np.array([100.0, 0.0]))
+
+
+def test_three_objectives_get_pairwise_plots(tmp_path):
+    scorers = [*SCORERS, RuleScorer("q", lambda p, r: float(len(r) % 7))]
+    front = sweep("m", steerable([]), simplex_grid(3, 2), PROMPTS, scorers, tmp_path / "c")
+    write_front_report({"m": front}, ["detail", "brevity", "q"], tmp_path / "o", resamples=50)
+    assert sorted(p.name for p in (tmp_path / "o").glob("front_*.png")) == [
+        "front_brevity_q.png", "front_detail_brevity.png", "front_detail_q.png"]

