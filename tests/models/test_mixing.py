@@ -1,18 +1,8 @@
 import numpy as np
 import torch
 
-from moalign.models import LoraMixture, LoraSpec, add_lora, load_model
-
-
-def make_expert(tiny_model_path, path, seed):
-    model = add_lora(load_model(tiny_model_path), LoraSpec(r=4, alpha=8))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(0.2 * torch.randn(p.shape, generator=generator))
-    model.save_pretrained(path)
-    return path
+from helpers import make_expert
+from moalign.models import LoraMixture, load_model
 
 
 def test_mixture_is_the_exact_weighted_sum_of_expert_deltas(tiny_model_path, tmp_path):

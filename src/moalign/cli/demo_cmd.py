@@ -1,10 +1,11 @@
 """``moalign demo``: the embedded default pipeline, end to end, offline.
 
 Prepares the default model (or the tiny one with ``--tiny``), builds or loads the bundled task,
-scores the model's own answers on every objective, trains one LoRA expert per objective (DPO on that
-objective alone) and one MGDA-Decoupled model on all of them, and reports each one's held-out
-preference accuracy per objective. Everything goes under one output folder. Later stages (HoE, the
-Pareto front) extend this script; it stays a thin layer over the library.
+scores the model's own answers on every objective, trains linear scalarisation at every preference of a
+small grid (its vertices are the per-objective LoRA experts) and one MGDA-Decoupled model, reports each
+one's held-out preference accuracy per objective, and compares their Pareto fronts with rewarded soups of
+the experts and the base on held-out prompts. Everything goes under one output folder; the script stays
+a thin layer over the library.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from moalign.storage import cache_dir, write_json_atomic
 
 N_ANSWER_PROMPTS = 24
+#: The demo's preference grid: multiples of 1/2, i.e. the K experts and the K(K-1)/2 midpoints between them.
+FRONT_DIVISIONS = 2
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -73,8 +76,8 @@ def run_demo(args: argparse.Namespace) -> int:
     for name, s in answer_stats.items():
         print(f"{name:<16}{s['mean']:>10.3f}{s['std']:>10.3f}{s['min']:>10.3f}{s['max']:>10.3f}")
 
-    accuracy = train_and_compare(model_path, task, config, out, args)
-    front = compare_fronts(model_path, config, held_out, out)
+    accuracy, runs = train_and_compare(model_path, task, config, out, args)
+    front = compare_fronts(model_path, config, held_out, out, runs)
 
     report = {
         "model": str(model_path),
@@ -91,63 +94,62 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_fronts(model_path: Path, config, prompts: list[str], out: Path) -> dict:
-    """Sweep the preference grid with rewarded soups of the experts; MGDA-Decoupled and the base are one
-    point each. Writes the front report (JSON, Markdown, plots) under ``out/front``."""
-    import numpy as np
-    from peft import PeftModel
+def compare_fronts(model_path: Path, config, prompts: list[str], out: Path, runs: dict[str, Path]) -> dict:
+    """The demo's front comparison on held-out prompts: linear scalarisation over the preference grid (the
+    experts are its vertices), rewarded soups of the experts over the same grid, MGDA-Decoupled and the
+    base (one point each). Writes the report (JSON, Markdown, plots) under ``out/front``."""
+    from moalign.eval import GenerationSettings, build_method, simplex_grid, write_front_report
+    from moalign.eval.methods import sweep_methods
 
-    from moalign.eval import simplex_grid, sweep, write_front_report
-    from moalign.models import LoraMixture, generate_responses, load_model, load_tokenizer
-
-    tokenizer = load_tokenizer(model_path)
-    settings = {"model": str(model_path), "max_new_tokens": 48, "greedy": True, "out": str(out)}
-    scorers = config.scorers()
-    grid = simplex_grid(len(config.objectives), 2)
-    uniform = np.full((1, len(config.objectives)), 1.0 / len(config.objectives))  # single-point methods
-    models_dir = out / "models"
-
-    def generator(model):
-        return lambda preference, batch: generate_responses(model, tokenizer, batch, max_new_tokens=48, batch_size=8)
-
-    mixture = LoraMixture(load_model(model_path), [models_dir / f"expert-{o}" / "final" for o in config.objectives],
-                          names=list(config.objectives))
-
-    def soup(preference, batch):
-        mixture.set_weights(preference)
-        return generate_responses(mixture.model, tokenizer, batch, max_new_tokens=48, batch_size=8)
-
-    mgda = PeftModel.from_pretrained(load_model(model_path), str(models_dir / "mgda_decoupled" / "final")).eval()
+    objectives = list(config.objectives)
+    experts = "+".join(str(runs[f"expert:{o}"]) for o in objectives)
+    linear = "+".join(str(path) for label, path in runs.items() if label.startswith(("expert:", "linear:")))
+    specs = {"linear_scalarisation": f"models:{linear}", "rewarded_soup": f"soup:{experts}",
+             "mgda_decoupled": str(runs["mgda_decoupled"]), "base": "base"}
+    grid = simplex_grid(len(objectives), FRONT_DIVISIONS)
+    settings = GenerationSettings(max_new_tokens=48, batch_size=8, seed=config.seed)
+    methods = [build_method(name, kind, objectives, grid, base_model=str(model_path), settings=settings)
+               for name, kind in specs.items()]
+    _step(f"front: {', '.join(specs)} on {len(prompts)} held-out prompts ({len(grid)} grid preferences)")
     cache = out / "front" / "cache"
-    _step(f"front: rewarded soups of the experts at {len(grid)} preferences, MGDA-Decoupled and the base")
-    points = {
-        "rewarded_soup(experts)": sweep("soup", soup, grid, prompts, scorers, cache, settings=settings),
-        "mgda_decoupled": sweep("mgda", generator(mgda), uniform, prompts, scorers, cache, settings=settings),
-        "base": sweep("base", generator(load_model(model_path)), uniform, prompts, scorers, cache, settings=settings),
-    }
-    report = write_front_report(points, list(config.objectives), out / "front", resamples=200, seed=config.seed)
+    points = sweep_methods(methods, prompts, config.scorers(), cache, settings)
+    report = write_front_report(points, objectives, out / "front", resamples=200, seed=config.seed)
     print((out / "front" / "report.md").read_text())
+    _step(f"front report: {(out / 'front' / 'report.md').resolve()}")
     return report
 
 
-def train_and_compare(model_path: Path, task, config, out: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """One LoRA expert per objective and one MGDA-Decoupled model; held-out accuracy of each, and of the base."""
+def train_and_compare(
+    model_path: Path, task, config, out: Path, args: argparse.Namespace
+) -> tuple[dict[str, dict[str, float]], dict[str, Path]]:
+    """Linear scalarisation at every preference of the demo grid (its vertices are the per-objective experts)
+    and one MGDA-Decoupled model, all LoRA with the same steps; held-out accuracy of each and of the base,
+    and where each trained model was saved."""
+    from moalign.eval import simplex_grid
     from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
     train, held_out = task.split(0.1, seed=config.seed)
     steps = args.train_steps or (40 if args.tiny else 20)
-    runs = {f"expert:{name}": ("linear", [1.0 if o == name else 0.0 for o in config.objectives]) for name in config.objectives}
+    runs: dict[str, tuple[str, list[float] | None]] = {}
+    for preference in simplex_grid(len(config.objectives), FRONT_DIVISIONS).tolist():
+        if max(preference) == 1.0:
+            runs[f"expert:{config.objectives[preference.index(1.0)]}"] = ("linear", preference)
+        else:
+            runs["linear:" + "-".join(f"{w:g}" for w in preference)] = ("linear", preference)
     runs["mgda_decoupled"] = ("mgda_decoupled", None)
     accuracy: dict[str, dict[str, float]] = {}
+    saved: dict[str, Path] = {}
     for i, (label, (rule, preference)) in enumerate(runs.items()):
-        _step(f"training {label} ({steps} steps, LoRA)")
+        _step(f"training {label} ({steps} steps, LoRA) [{i + 1}/{len(runs)}]")
         run_config = MultiObjectiveDPOConfig(
             model=str(model_path), rule=rule, preference=preference, max_steps=steps,
             per_device_batch_size=4, learning_rate=1e-3 if args.tiny else 5e-4, beta=0.1, max_length=128,
             max_prompt_length=48, logging_steps=0, eval_before=i == 0, seed=config.seed,
             output_dir=str(out / "models" / label.replace(":", "-")),
         )
-        summary = MultiObjectiveDPOTrainer(run_config, train_dataset=train, eval_dataset=held_out).train()
+        trainer = MultiObjectiveDPOTrainer(run_config, train_dataset=train, eval_dataset=held_out)
+        summary = trainer.train()
+        saved[label] = Path(run_config.output_dir) / "final"
         if summary["eval_before"]:
             accuracy["base"] = {k: v["accuracy"] for k, v in summary["eval_before"].items()}
         accuracy[label] = {k: v["accuracy"] for k, v in summary["eval_after"].items()}
@@ -155,4 +157,4 @@ def train_and_compare(model_path: Path, task, config, out: Path, args: argparse.
     print(f"{'model':<28}" + "".join(f"{name:>14}" for name in config.objectives))
     for label, row in accuracy.items():
         print(f"{label:<28}" + "".join(f"{row[name]:>14.3f}" for name in config.objectives))
-    return accuracy
+    return accuracy, saved

@@ -1,4 +1,4 @@
-"""The ``moalign`` command: ``demo``, ``data check``, ``models prepare``, ``train dpo``."""
+"""The ``moalign`` command: ``demo``, ``data check``, ``models prepare``, ``train dpo``, ``eval front|winrate``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from moalign import __version__
-from moalign.cli import data_cmd, demo_cmd, models_cmd, train_cmd
+from moalign.cli import data_cmd, demo_cmd, eval_cmd, models_cmd, train_cmd
 from moalign.models.smollm2 import ModelPrepareError
 
 #: Errors that mean "the input is wrong" (or a NaN stopped training): one line, exit status 2, no traceback.
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"moalign {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo_cmd, data_cmd, models_cmd, train_cmd):
+    for module in (demo_cmd, data_cmd, models_cmd, train_cmd, eval_cmd):
         module.register(commands)
     return parser
 

@@ -2,6 +2,7 @@
 
 from moalign.data.adapters import ADAPTERS, hh_prompt_to_messages, split_hh_dialogue
 from moalign.data.loaders import load_preference_data, read_records, save_preference_data
+from moalign.data.prompt_sets import PromptSet, load_prompt_set
 from moalign.data.schema import (
     DataError,
     Label,
@@ -21,12 +22,14 @@ __all__ = [
     "PreferenceCollator",
     "PreferenceDataset",
     "PreferencePair",
+    "PromptSet",
     "concat_datasets",
     "disagreement_rate",
     "format_summary",
     "hh_prompt_to_messages",
     "labels_from_scores",
     "load_preference_data",
+    "load_prompt_set",
     "make_pair",
     "parse_label",
     "read_records",

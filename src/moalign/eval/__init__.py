@@ -1,23 +1,31 @@
 """Evaluation: preference grids, front metrics (non-dominated set, hypervolume), bootstrap CIs, win rates."""
 
 from moalign.eval.grid import preference_grid, simplex_grid
+from moalign.eval.methods import GenerationSettings, Method, MethodError, build_method, parse_method_specs
 from moalign.eval.pareto import FrontError, hypervolume, non_dominated, spread, weighted_utility
 from moalign.eval.report import default_reference, hypervolume_interval, plot_fronts, write_front_report
 from moalign.eval.stats import Interval, WinRate, bootstrap_interval, count_outcomes, outcomes
 from moalign.eval.sweep import FrontPoint, sweep
+from moalign.eval.winrate import golden_win_rates, write_winrate_report
 
 __all__ = [
     "FrontError",
     "FrontPoint",
+    "GenerationSettings",
     "Interval",
+    "Method",
+    "MethodError",
     "WinRate",
     "bootstrap_interval",
+    "build_method",
     "count_outcomes",
     "default_reference",
+    "golden_win_rates",
     "hypervolume",
     "hypervolume_interval",
     "non_dominated",
     "outcomes",
+    "parse_method_specs",
     "plot_fronts",
     "preference_grid",
     "simplex_grid",
@@ -25,4 +33,5 @@ __all__ = [
     "sweep",
     "weighted_utility",
     "write_front_report",
+    "write_winrate_report",
 ]

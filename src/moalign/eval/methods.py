@@ -1,0 +1,289 @@
+"""Methods to evaluate, from short specs: the base model, one trained model, a set of per-preference
+models, or a rewarded soup of per-objective LoRA experts.
+
+A spec is ``[NAME=]KIND``, where KIND is
+
+* ``base``: the base model, one point;
+* ``PATH``: one trained model (a PEFT adapter or a full ``save_pretrained`` model; a training output
+  folder holding ``final/`` works too), one point at the preference it was trained with (linear rules)
+  or, for rules that take none, at the uniform preference;
+* ``models:PATH+PATH+...``: one model per preference (e.g. linear scalarisation over a grid), each a point
+  at the preference recorded in its ``moalign_training.json``;
+* ``soup:PATH+PATH+...``: rewarded soups, the exact weighted sum of K LoRA experts' updates, swept over
+  the preference grid. Experts trained with a one-hot preference are matched to their objective; others
+  are taken in objective order.
+
+Models load lazily, so a rerun served entirely from the sweep cache loads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moalign.eval.sweep import FrontPoint, Generate, sweep
+from moalign.objectives import Scorer
+
+TRAINING_SUMMARY = "moalign_training.json"
+_WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+class MethodError(ValueError):
+    """A method spec that cannot be evaluated (unknown kind, missing folder, objectives that do not match)."""
+
+
+@dataclass
+class GenerationSettings:
+    """How every method answers: the same settings for all, and part of the sweep cache key."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    batch_size: int = 8
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "batch_size": self.batch_size, "seed": self.seed}
+
+
+@dataclass
+class Method:
+    """A named way to answer prompts at a preference, and the preferences to sweep it at."""
+
+    name: str
+    generate: Generate
+    preferences: np.ndarray
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_method_specs(text: str) -> list[tuple[str, str]]:
+    """``"a=soup:x+y,b=path,base"`` → ``[("a", "soup:x+y"), ("b", "path"), ("base", "base")]``."""
+    specs = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, kind = part.partition("=")
+        if not sep:
+            name, kind = _default_name(part), part
+        if not name or not kind:
+            raise MethodError(f"bad method spec {part!r}; use NAME=KIND or KIND")
+        specs.append((name, kind))
+    if not specs:
+        raise MethodError("no methods given")
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise MethodError(f"method names must be unique, got {names}; name them with NAME=KIND")
+    return specs
+
+
+def _default_name(kind: str) -> str:
+    if kind == "base":
+        return "base"
+    prefix, _, rest = kind.partition(":")
+    if prefix in ("soup", "models") and rest:
+        return prefix
+    path = Path(kind)
+    return path.parent.name if path.name == "final" else path.name
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The folder holding the weights: ``path`` itself, or ``path/final`` for a training output folder."""
+    path = Path(path)
+    for candidate in (path, path / "final"):
+        if (candidate / "adapter_config.json").exists() or (candidate / "config.json").exists():
+            return candidate
+    if not path.exists():
+        raise MethodError(f"{path}: no such folder")
+    raise MethodError(f"{path}: neither a PEFT adapter (adapter_config.json) nor a model (config.json)")
+
+
+def training_summary(model_dir: Path) -> dict[str, Any]:
+    """The ``moalign_training.json`` written next to a trained model, or ``{}``."""
+    path = model_dir / TRAINING_SUMMARY
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def trained_preference(model_dir: Path, objectives: Sequence[str]) -> np.ndarray | None:
+    """The preference a model was trained with, reordered to ``objectives``; None when it recorded none."""
+    summary = training_summary(model_dir)
+    preference = summary.get("config", {}).get("preference")
+    if preference is None:
+        return None
+    trained_on = summary.get("objectives") or list(objectives)
+    if sorted(trained_on) != sorted(objectives):
+        raise MethodError(f"{model_dir} was trained on objectives {trained_on}, not {list(objectives)}")
+    weights = np.asarray(preference, dtype=np.float64)
+    weights = weights / weights.sum()
+    return np.array([weights[trained_on.index(o)] for o in objectives])
+
+
+def _fingerprint(model_dir: Path) -> list[Any]:
+    """Identifies a model's weights for the cache: its path and the size and mtime of its weight files."""
+    stats = [(f, (model_dir / f).stat().st_size, (model_dir / f).stat().st_mtime_ns)
+             for f in _WEIGHT_FILES if (model_dir / f).exists()]
+    return [str(model_dir.resolve()), stats]
+
+
+class _Loader:
+    """Loads the base model and tokenizer once, on first use."""
+
+    def __init__(self, base_model: str | None, settings: GenerationSettings):
+        self.base_model, self.settings = base_model, settings
+        self._tokenizer = None
+
+    def base_for(self, model_dir: Path | None) -> str:
+        if self.base_model is not None:
+            return self.base_model
+        if model_dir is not None and (model_dir / "adapter_config.json").exists():
+            recorded = json.loads((model_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if recorded:
+                return recorded
+        raise MethodError("cannot tell the base model; pass it (--model)")
+
+    def tokenizer(self, base: str):
+        from moalign.models import load_tokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(base)
+        return self._tokenizer
+
+    def load(self, model_dir: Path | None):
+        """The base model (``model_dir`` None), a full model, or the base with the adapter attached."""
+        from moalign.models import load_model
+
+        if model_dir is None or (model_dir / "adapter_config.json").exists():
+            base = self.base_for(model_dir)
+            model = load_model(base)
+            if model_dir is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(model_dir))
+            return model.eval(), self.tokenizer(base)
+        return load_model(model_dir).eval(), self.tokenizer(self.base_model or str(model_dir))
+
+    def answer(self, model, tokenizer, prompts: list[str], desc: str) -> list[str]:
+        from moalign.models import generate_responses
+
+        s = self.settings
+        return generate_responses(model, tokenizer, prompts, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                                  batch_size=s.batch_size, seed=s.seed, progress=True, desc=desc)
+
+
+def build_method(
+    name: str,
+    kind: str,
+    objectives: Sequence[str],
+    grid: np.ndarray,
+    *,
+    base_model: str | None = None,
+    settings: GenerationSettings | None = None,
+) -> Method:
+    """Turn one spec into a :class:`Method` whose models load on first use."""
+    loader = _Loader(base_model, settings or GenerationSettings())
+    k = len(objectives)
+    uniform = np.full((1, k), 1.0 / k)
+    if kind == "base":
+        state: dict[str, Any] = {}
+
+        def generate_base(preference: np.ndarray, prompts: list[str]) -> list[str]:
+            if "model" not in state:
+                state["model"], state["tokenizer"] = loader.load(None)
+            return loader.answer(state["model"], state["tokenizer"], prompts, f"{name}")
+
+        return Method(name, generate_base, uniform, {"base": loader.base_for(None)})
+    prefix, _, rest = kind.partition(":")
+    if prefix == "soup":
+        return _soup(name, rest, objectives, grid, loader)
+    if prefix == "models":
+        return _model_set(name, rest, objectives, loader)
+    model_dir = resolve_model_dir(kind)
+    preference = trained_preference(model_dir, objectives)
+    state = {}
+
+    def generate_single(preference: np.ndarray, prompts: list[str]) -> list[str]:
+        if "model" not in state:
+            state["model"], state["tokenizer"] = loader.load(model_dir)
+        return loader.answer(state["model"], state["tokenizer"], prompts, f"{name}")
+
+    points = uniform if preference is None else preference[None, :]
+    return Method(name, generate_single, points, {"model": _fingerprint(model_dir), "base": base_model})
+
+
+def _split_paths(rest: str, kind: str) -> list[Path]:
+    paths = [resolve_model_dir(p) for p in rest.split("+") if p]
+    if not paths:
+        raise MethodError(f"{kind}: needs one or more paths joined by '+', e.g. {kind}:a/final+b/final")
+    return paths
+
+
+def _soup(name: str, rest: str, objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
+    experts = _split_paths(rest, "soup")
+    if len(experts) != len(objectives):
+        raise MethodError(f"soup: {len(experts)} experts for {len(objectives)} objectives {list(objectives)}")
+    for path in experts:
+        if not (path / "adapter_config.json").exists():
+            raise MethodError(f"soup: {path} is not a LoRA adapter; rewarded soups here mix LoRA experts")
+    ordered = list(experts)
+    one_hot = [trained_preference(p, objectives) for p in experts]
+    if all(p is not None and np.isclose(p.max(), 1.0) for p in one_hot):
+        owners = [int(np.argmax(p)) for p in one_hot]
+        if sorted(owners) == list(range(len(objectives))):
+            ordered = [experts[owners.index(i)] for i in range(len(objectives))]
+    state: dict[str, Any] = {}
+
+    def generate_soup(preference: np.ndarray, prompts: list[str]) -> list[str]:
+        from moalign.models import LoraMixture, load_model
+
+        if "mixture" not in state:
+            base = loader.base_for(ordered[0])
+            state["mixture"] = LoraMixture(load_model(base), ordered, names=[f"expert{i}" for i in range(len(ordered))])
+            state["tokenizer"] = loader.tokenizer(base)
+        state["mixture"].set_weights(preference)
+        return loader.answer(state["mixture"].model, state["tokenizer"], prompts, f"{name} {np.round(preference, 2).tolist()}")
+
+    return Method(name, generate_soup, grid, {"experts": [_fingerprint(p) for p in ordered], "base": loader.base_model})
+
+
+def _model_set(name: str, rest: str, objectives: Sequence[str], loader: _Loader) -> Method:
+    paths = _split_paths(rest, "models")
+    by_preference: dict[tuple[float, ...], Path] = {}
+    for path in paths:
+        preference = trained_preference(path, objectives)
+        if preference is None:
+            raise MethodError(f"models: {path} records no training preference; each model must be trained with one")
+        key = tuple(np.round(preference, 6))
+        if key in by_preference:
+            raise MethodError(f"models: {by_preference[key]} and {path} were both trained at preference {list(key)}")
+        by_preference[key] = path
+
+    def generate_at(preference: np.ndarray, prompts: list[str]) -> list[str]:
+        model, tokenizer = loader.load(by_preference[tuple(np.round(preference, 6))])
+        return loader.answer(model, tokenizer, prompts, f"{name} {np.round(preference, 2).tolist()}")
+
+    points = np.array(list(by_preference), dtype=np.float64)
+    return Method(name, generate_at, points, {"models": [_fingerprint(p) for p in by_preference.values()], "base": loader.base_model})
+
+
+def method_cache_name(method: Method) -> str:
+    """A cache folder name that changes when the method's weights change."""
+    digest = hashlib.sha1(json.dumps(method.fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{method.name}-{digest}"
+
+
+def sweep_methods(
+    methods: Sequence[Method],
+    prompts: Sequence[str],
+    scorers: Sequence[Scorer],
+    cache_dir: str | Path,
+    settings: GenerationSettings,
+) -> dict[str, list[FrontPoint]]:
+    """Sweep every method at its preferences, cached per method, weights and generation settings."""
+    return {m.name: sweep(method_cache_name(m), m.generate, m.preferences, prompts, scorers, cache_dir,
+                          settings={**settings.to_dict(), **m.fingerprint})
+            for m in methods}

@@ -1,0 +1,35 @@
+"""Test helpers: the ``moalign`` command in a subprocess, and random LoRA adapters on the tiny model
+standing in for trained experts (fast, no training)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from moalign.models import LoraSpec, add_lora, load_model
+
+
+def moalign(*args, cwd=None):
+    """Run ``python -m moalign ARGS`` as a user would; returns the completed process."""
+    return subprocess.run([sys.executable, "-m", "moalign", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=os.environ.copy(), timeout=600)
+
+
+def make_expert(tiny_model_path, path, seed, *, objectives=None, preference=None, scale=0.2):
+    """Save a LoRA adapter with random A and B; with ``objectives`` and ``preference`` also the
+    ``moalign_training.json`` a trained model carries."""
+    model = add_lora(load_model(tiny_model_path), LoraSpec(r=4, alpha=8))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(scale * torch.randn(p.shape, generator=generator))
+    model.save_pretrained(path)
+    if objectives is not None:
+        summary = {"objectives": list(objectives), "rule": "linear", "config": {"preference": preference}}
+        (path / "moalign_training.json").write_text(json.dumps(summary))
+    return path
