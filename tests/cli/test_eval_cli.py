@@ -46,7 +46,7 @@ def test_front_sweeps_soups_and_single_models_and_reuses_the_cache(experts, tiny
 
 
 def test_winrate_counts_match_an_independent_judgement(experts, tiny_model_path, fixtures, tmp_path):
-    out = moalign("eval", "winrate", "--methods", f"informative={experts[0]},base", "--model", tiny_model_path,
+    out = moalign("eval", "winrate", "--methods", f"informative={experts[0]},base",  # base model: the adapter's
                   "--data", fixtures / "golden.jsonl", "--max-new-tokens", "6", "--resamples", "50",
                   "--out", tmp_path / "wr")
     assert out.returncode == 0, out.stderr
@@ -80,6 +80,7 @@ def test_winrate_on_real_alpaca_eval(shared_data, tiny_model_path, tmp_path):
     ("extra", "message"),
     [
         (["--methods", "nowhere/final"], "nowhere/final: no such folder"),
+        (["--methods", "hoe:nowhere"], "unknown method kind 'hoe'"),
         (["--methods", "soup:{informative}"], "soup: 1 experts for 2 objectives"),
         (["--methods", "base", "--objectives", "helpful"], "objective 'helpful' has no built-in scorer"),
         (["--methods", "base", "--objectives", "informative,warm", "--reference-point", "1"], "has 1 numbers for 2 objectives"),

@@ -4,10 +4,11 @@ import torch
 from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
 
-def trainer(tiny_model_path, tmp_path, method, rule="mgda_decoupled"):
+def trainer(tiny_model_path, tmp_path, method, rule="mgda_decoupled", **overrides):
     config = MultiObjectiveDPOConfig(model=str(tiny_model_path), task="synthetic", gradient_method=method, rule=rule,
                                      per_device_batch_size=4, gradient_accumulation_steps=2, max_length=64,
-                                     max_prompt_length=24, max_steps=2, logging_steps=0, output_dir=str(tmp_path / method))
+                                     max_prompt_length=24, max_steps=2, logging_steps=0, output_dir=str(tmp_path / method),
+                                     **overrides)
     t = MultiObjectiveDPOTrainer(config)
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():  # LoRA B starts at zero; give the adapters a non-trivial state, identical in both
@@ -30,6 +31,22 @@ def test_per_pair_geometry_equals_k_autograd_vjps(tiny_model_path, tmp_path, rul
         scale = p_slow.grad.abs().max().item()
         torch.testing.assert_close(p_fast.grad, p_slow.grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
     assert any(p.grad.abs().sum() > 0 for p in fast.params)
+
+
+def test_bf16_mixed_precision_keeps_both_gradient_methods_in_agreement(tiny_model_path, tmp_path):
+    fast = trainer(tiny_model_path, tmp_path, "per_pair", mixed_precision="bf16")
+    slow = trainer(tiny_model_path, tmp_path, "autograd", mixed_precision="bf16")
+    w_fast, out_fast, _ = fast._exact_step(0)
+    w_slow, out_slow, _ = slow._exact_step(0)
+    assert torch.isfinite(out_fast.losses).all()
+    torch.testing.assert_close(out_fast.losses, out_slow.losses)
+    torch.testing.assert_close(w_fast, w_slow, rtol=2e-2, atol=2e-2)
+    for p_fast, p_slow in zip(fast.params, slow.params):
+        scale = p_slow.grad.abs().max().item()
+        torch.testing.assert_close(p_fast.grad, p_slow.grad, rtol=5e-2, atol=5e-2 * scale)
+    _, out_fp32, _ = trainer(tiny_model_path, tmp_path, "per_pair")._exact_step(0)
+    assert not torch.equal(out_fp32.losses, out_fast.losses)  # autocast really ran in bf16
+    torch.testing.assert_close(out_fp32.losses, out_fast.losses, rtol=2e-2, atol=2e-2)
 
 
 def test_per_pair_refuses_full_fine_tuning_when_asked(tiny_model_path, tmp_path):

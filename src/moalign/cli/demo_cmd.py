@@ -2,7 +2,8 @@
 
 Prepares the default model (or the tiny one with ``--tiny``), builds or loads the bundled task,
 scores the model's own answers on every objective, trains linear scalarisation at every preference of a
-small grid (its vertices are the per-objective LoRA experts) and one MGDA-Decoupled model, reports each
+small grid (the simplex's corners, i.e. the per-objective LoRA experts, and its centre) and one
+MGDA-Decoupled model, reports each
 one's held-out preference accuracy per objective, and compares their Pareto fronts with rewarded soups of
 the experts and the base on held-out prompts. Everything goes under one output folder; the script stays
 a thin layer over the library.
@@ -15,11 +16,17 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from moalign.storage import cache_dir, write_json_atomic
 
 N_ANSWER_PROMPTS = 24
-#: The demo's preference grid: multiples of 1/2, i.e. the K experts and the K(K-1)/2 midpoints between them.
-FRONT_DIVISIONS = 2
+FRONT_TOKENS = 40
+
+
+def demo_grid(num_objectives: int) -> np.ndarray:
+    """The demo's preference grid: the K corners (the per-objective experts) and the centre of the simplex."""
+    return np.vstack([np.eye(num_objectives), np.full((1, num_objectives), 1.0 / num_objectives)])
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -67,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _step(f"scoring the model's own answers to {N_ANSWER_PROMPTS} held-out prompts")
     held_out = bundled_prompts(seed=config.seed)[config.n_prompts:config.n_prompts + N_ANSWER_PROMPTS]
     model, tokenizer = load_model(model_path), load_tokenizer(model_path)
-    answers = generate_responses(model, tokenizer, held_out, max_new_tokens=64, batch_size=8, progress=True)
+    answers = generate_responses(model, tokenizer, held_out, max_new_tokens=64, batch_size=N_ANSWER_PROMPTS, progress=True)
     answer_stats = reward_statistics(config.scorers(), held_out, answers)
     with open(out / "answers.jsonl", "w", encoding="utf-8") as fh:
         for prompt, answer in zip(held_out, answers):
@@ -98,7 +105,7 @@ def compare_fronts(model_path: Path, config, prompts: list[str], out: Path, runs
     """The demo's front comparison on held-out prompts: linear scalarisation over the preference grid (the
     experts are its vertices), rewarded soups of the experts over the same grid, MGDA-Decoupled and the
     base (one point each). Writes the report (JSON, Markdown, plots) under ``out/front``."""
-    from moalign.eval import GenerationSettings, build_method, simplex_grid, write_front_report
+    from moalign.eval import GenerationSettings, build_method, write_front_report
     from moalign.eval.methods import sweep_methods
 
     objectives = list(config.objectives)
@@ -106,8 +113,8 @@ def compare_fronts(model_path: Path, config, prompts: list[str], out: Path, runs
     linear = "+".join(str(path) for label, path in runs.items() if label.startswith(("expert:", "linear:")))
     specs = {"linear_scalarisation": f"models:{linear}", "rewarded_soup": f"soup:{experts}",
              "mgda_decoupled": str(runs["mgda_decoupled"]), "base": "base"}
-    grid = simplex_grid(len(objectives), FRONT_DIVISIONS)
-    settings = GenerationSettings(max_new_tokens=48, batch_size=8, seed=config.seed)
+    grid = demo_grid(len(objectives))
+    settings = GenerationSettings(max_new_tokens=FRONT_TOKENS, batch_size=len(prompts), seed=config.seed)
     methods = [build_method(name, kind, objectives, grid, base_model=str(model_path), settings=settings)
                for name, kind in specs.items()]
     _step(f"front: {', '.join(specs)} on {len(prompts)} held-out prompts ({len(grid)} grid preferences)")
@@ -125,17 +132,16 @@ def train_and_compare(
     """Linear scalarisation at every preference of the demo grid (its vertices are the per-objective experts)
     and one MGDA-Decoupled model, all LoRA with the same steps; held-out accuracy of each and of the base,
     and where each trained model was saved."""
-    from moalign.eval import simplex_grid
     from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
     train, held_out = task.split(0.1, seed=config.seed)
     steps = args.train_steps or (40 if args.tiny else 20)
     runs: dict[str, tuple[str, list[float] | None]] = {}
-    for preference in simplex_grid(len(config.objectives), FRONT_DIVISIONS).tolist():
+    for preference in demo_grid(len(config.objectives)).tolist():
         if max(preference) == 1.0:
             runs[f"expert:{config.objectives[preference.index(1.0)]}"] = ("linear", preference)
         else:
-            runs["linear:" + "-".join(f"{w:g}" for w in preference)] = ("linear", preference)
+            runs["linear:uniform"] = ("linear", preference)
     runs["mgda_decoupled"] = ("mgda_decoupled", None)
     accuracy: dict[str, dict[str, float]] = {}
     saved: dict[str, Path] = {}

@@ -8,6 +8,7 @@ experts). Generations and scores are cached under ``--cache`` (default ``OUT/cac
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", required=True, help="NAME=KIND,... with KIND base | PATH | models:P+P+... | soup:P+P+...")
     parser.add_argument("--objectives", help="scorer names, comma-separated (default: the objectives the first trained "
                         "model recorded)")
-    parser.add_argument("--model", help="base model (default: the one the adapters record)")
+    parser.add_argument("--model", help="base model (default: the one the first adapter records)")
     parser.add_argument("--n-prompts", type=int, help="use the first N prompts (default: all; bundled: 24)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
@@ -49,18 +50,39 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="generation cache (default OUT/cache)")
 
 
+def _model_dirs(specs: list[tuple[str, str]]):
+    """Every trained model folder the specs name, in order."""
+    from moalign.eval.methods import resolve_model_dir
+
+    for _, kind in specs:
+        prefix, _, rest = kind.partition(":")
+        paths = rest.split("+") if prefix in ("soup", "models") else [] if kind == "base" else [kind]
+        yield from (resolve_model_dir(p) for p in paths if p and Path(p).exists())  # build_method reports the rest
+
+
 def _objectives(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list[str]:
-    from moalign.eval.methods import MethodError, resolve_model_dir, training_summary
+    from moalign.eval.methods import MethodError, training_summary
 
     if args.objectives:
         return [o.strip() for o in args.objectives.split(",") if o.strip()]
-    for _, kind in specs:
-        for path in kind.partition(":")[2].split("+") if ":" in kind else [kind]:
-            if path and path != "base":
-                recorded = training_summary(resolve_model_dir(path)).get("objectives")
-                if recorded:
-                    return list(recorded)
+    for model_dir in _model_dirs(specs):
+        recorded = training_summary(model_dir).get("objectives")
+        if recorded:
+            return list(recorded)
     raise MethodError("no trained model records its objectives; pass --objectives")
+
+
+def _base_model(args: argparse.Namespace, specs: list[tuple[str, str]]) -> str | None:
+    """``--model``, else the base the first adapter records (so ``base`` needs no --model beside adapters)."""
+    if args.model:
+        return args.model
+    for model_dir in _model_dirs(specs):
+        config = model_dir / "adapter_config.json"
+        if config.exists():
+            recorded = json.loads(config.read_text()).get("base_model_name_or_path")
+            if recorded:
+                return recorded
+    return None
 
 
 def _prepare(args: argparse.Namespace):
@@ -80,6 +102,7 @@ def _prepare(args: argparse.Namespace):
             raise ValueError(f"objective {name!r} has no built-in scorer to judge it ({exc.args[0]}); pass "
                              "--objectives with scorer names") from None
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.batch_size, args.seed)
+    args.model = _base_model(args, specs)
     return specs, objectives, scorers, settings
 
 

@@ -202,6 +202,9 @@ def build_method(
         return _soup(name, rest, objectives, grid, loader)
     if prefix == "models":
         return _model_set(name, rest, objectives, loader)
+    if rest and not Path(kind).exists():
+        raise MethodError(f"unknown method kind {prefix!r} in {kind!r}; use base, a model folder, models:A+B+... or "
+                          "soup:A+B+...")
     model_dir = resolve_model_dir(kind)
     preference = trained_preference(model_dir, objectives)
     state = {}

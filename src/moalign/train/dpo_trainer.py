@@ -52,6 +52,16 @@ from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precomp
 logger = logging.getLogger(__name__)
 
 
+def _allow_new_mixed_precision(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide ``AcceleratorState`` and refuses a second ``Accelerator`` with another
+    precision, so a notebook could not train in bf16 after fp32. Forget that state (not the distributed
+    ``PartialState``, which stays) when the precision changes."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 class MultiObjectiveDPOTrainer:
     """Train one policy on K objectives' preference pairs with a combination rule from ``moalign.moo``.
 
@@ -71,6 +81,7 @@ class MultiObjectiveDPOTrainer:
     ):
         self.config = config
         self.output_dir = Path(config.output_dir)
+        _allow_new_mixed_precision(config.mixed_precision)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=1,  # accumulation is done here: per-objective gradients need it
             mixed_precision=config.mixed_precision,
