@@ -22,6 +22,7 @@ from moalign.storage import cache_dir, write_json_atomic
 
 N_ANSWER_PROMPTS = 24
 FRONT_TOKENS = 40
+HELD_OUT_FRACTION = 0.125
 
 
 def demo_grid(num_objectives: int) -> np.ndarray:
@@ -33,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the default pipeline end to end (about 15 min; --tiny: 1 min)")
     demo.add_argument("--tiny", action="store_true", help="use a tiny model and the synthetic task (fast)")
     demo.add_argument("--out", type=Path, help="output folder (default: ./moalign-out/demo[-tiny])")
-    demo.add_argument("--n-prompts", type=int, help="bundled prompts in the task (default 160, tiny 64)")
+    demo.add_argument("--n-prompts", type=int, help="bundled prompts in the task (default 128, tiny 64)")
     demo.add_argument("--train-steps", type=int, help="optimizer steps per trained model (default 20, tiny 40)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=run_demo)
@@ -52,7 +53,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.time()
     out = args.out or Path("moalign-out") / ("demo-tiny" if args.tiny else "demo")
     out.mkdir(parents=True, exist_ok=True)
-    config = BundledTaskConfig(n_prompts=args.n_prompts or (64 if args.tiny else 160), seed=args.seed)
+    config = BundledTaskConfig(n_prompts=args.n_prompts or (64 if args.tiny else 128), seed=args.seed)
 
     _step("preparing the model")
     if args.tiny:
@@ -134,7 +135,7 @@ def train_and_compare(
     and where each trained model was saved."""
     from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
-    train, held_out = task.split(0.1, seed=config.seed)
+    train, held_out = task.split(HELD_OUT_FRACTION, seed=config.seed)
     steps = args.train_steps or (40 if args.tiny else 20)
     runs: dict[str, tuple[str, list[float] | None]] = {}
     for preference in demo_grid(len(config.objectives)).tolist():
