@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from moalign.eval import FrontError, hypervolume, simplex_grid, sweep, write_front_report
+from moalign.eval import FrontError, FrontPoint, hypervolume, preference_utility, simplex_grid, sweep, write_front_report
 from moalign.objectives import RuleScorer
 
 PROMPTS = [f"question {i}" for i in range(12)]
@@ -54,6 +54,12 @@ def test_report_numbers_files_and_plots(tmp_path):
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["methods"].keys() == {"steerable", "single"}
     assert "| steerable | 5 |" in (tmp_path / "out" / "report.md").read_text()
+    swept = report["methods"]["steerable"]
+    assert swept["spread"][0] == pytest.approx(swept["best_per_objective"][0] - min(p["scores"][0] for p in swept["points"]))
+    for p in swept["points"]:
+        for score, ci in zip(p["scores"], p["scores_ci"]):
+            assert ci["low"] <= score <= ci["high"]
+    assert 0 < report["methods"]["single"]["preference_utility"]["estimate"] < swept["preference_utility"]["estimate"]
     png = (tmp_path / "out" / "front.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     with pytest.raises(FrontError, match="do not dominate the reference point"):
@@ -66,3 +72,19 @@ def test_three_objectives_get_pairwise_plots(tmp_path):
     write_front_report({"m": front}, ["detail", "brevity", "q"], tmp_path / "o", resamples=50)
     assert sorted(p.name for p in (tmp_path / "o").glob("front_*.png")) == [
         "front_brevity_q.png", "front_detail_brevity.png", "front_detail_q.png"]
+
+
+def test_preference_utility_hand_worked():
+    def point(method, preference, scores):
+        return FrontPoint(method, preference, np.tile(scores, (4, 1)))
+
+    points = {
+        "steerable": [point("steerable", [1.0, 0.0], [2.0, 0.5]), point("steerable", [0.0, 1.0], [0.5, 2.0])],
+        "single": [point("single", [0.5, 0.5], [1.0, 1.0])],
+    }
+    utility = preference_utility(points, np.zeros(2), resamples=20)
+    # scores / 2 (best is 2 on both). The grid is {(1,0), (0,1), (.5,.5)}. steerable: 1 at its own two
+    # preferences; at (.5,.5) its nearest point is the first (a tie), (1, .25) -> .625. single: .5 everywhere.
+    assert utility["steerable"].estimate == pytest.approx((1 + 1 + 0.625) / 3)
+    assert utility["single"].estimate == pytest.approx(0.5)
+    assert utility["single"].low == pytest.approx(0.5) and utility["single"].high == pytest.approx(0.5)

@@ -3,7 +3,13 @@
 from moalign.eval.grid import preference_grid, simplex_grid
 from moalign.eval.methods import GenerationSettings, Method, MethodError, build_method, parse_method_specs
 from moalign.eval.pareto import FrontError, hypervolume, non_dominated, spread, weighted_utility
-from moalign.eval.report import default_reference, hypervolume_interval, plot_fronts, write_front_report
+from moalign.eval.report import (
+    default_reference,
+    hypervolume_interval,
+    plot_fronts,
+    preference_utility,
+    write_front_report,
+)
 from moalign.eval.stats import Interval, WinRate, bootstrap_interval, count_outcomes, outcomes
 from moalign.eval.sweep import FrontPoint, sweep
 from moalign.eval.winrate import golden_win_rates, write_winrate_report
@@ -28,6 +34,7 @@ __all__ = [
     "parse_method_specs",
     "plot_fronts",
     "preference_grid",
+    "preference_utility",
     "simplex_grid",
     "spread",
     "sweep",

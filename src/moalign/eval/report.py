@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from moalign.eval.pareto import hypervolume, non_dominated
+from moalign.eval.pareto import hypervolume, non_dominated, spread, weighted_utility
 from moalign.eval.stats import Interval, bootstrap_interval
 from moalign.eval.sweep import FrontPoint
 
@@ -35,6 +35,33 @@ def hypervolume_interval(front: list[FrontPoint], reference: np.ndarray, *, resa
     return bootstrap_interval(stacked, statistic, resamples=resamples, seed=seed)
 
 
+def preference_utility(
+    points: dict[str, list[FrontPoint]], reference: np.ndarray, *, resamples: int = 200, seed: int = 0
+) -> dict[str, Interval]:
+    """How well each method serves the preferences it is asked for, with a bootstrap interval over prompts.
+
+    Scores are normalised per objective to ``(s - reference) / (best - reference)`` (best = the highest mean
+    score of any method), so every objective counts on the same scale. The grid is every preference any
+    method was swept at; at each, a method answers with its point for that preference, or (a single model,
+    or a grid that lacks it) with its point nearest to it. The figure is the mean over the grid of
+    ``sum_k w_k * normalised score_k``.
+    """
+    best = np.vstack([p.scores for pts in points.values() for p in pts]).max(axis=0)
+    scale = np.maximum(best - reference, 1e-12)
+    grid = np.unique(np.round(np.vstack([p.preference for pts in points.values() for p in pts]), 9), axis=0)
+    out = {}
+    for method, front in points.items():
+        prefs = np.array([p.preference for p in front])
+        nearest = [int(np.argmin(np.abs(prefs - w).sum(axis=1))) for w in grid]
+        stacked = np.stack([(front[i].per_prompt - reference) / scale for i in nearest], axis=1)  # (N, G, K)
+
+        def statistic(rows: np.ndarray) -> float:
+            return float(weighted_utility(rows.mean(axis=0), grid).mean())
+
+        out[method] = bootstrap_interval(stacked, statistic, resamples=resamples, seed=seed)
+    return out
+
+
 def write_front_report(
     points: dict[str, list[FrontPoint]],
     objectives: Sequence[str],
@@ -51,23 +78,33 @@ def write_front_report(
         raise ValueError("no methods to report")
     ref = default_reference(points) if reference is None else np.asarray(reference, dtype=np.float64)
     report: dict[str, Any] = {"objectives": list(objectives), "reference_point": ref.tolist(), "methods": {}}
+    utility = preference_utility(points, ref, resamples=resamples, seed=seed)
     for method, front in points.items():
         scores = np.vstack([p.scores for p in front])
         hv = hypervolume_interval(front, ref, resamples=resamples, seed=seed)
         report["methods"][method] = {
-            "points": [{"preference": p.preference, "scores": p.scores.tolist()} for p in front],
+            "points": [{"preference": p.preference, "scores": p.scores.tolist(),
+                        "scores_ci": [bootstrap_interval(p.per_prompt[:, k], resamples=resamples, seed=seed).to_dict()
+                                      for k in range(len(objectives))]} for p in front],
             "non_dominated": np.flatnonzero(non_dominated(scores)).tolist(),
             "hypervolume": hv.to_dict(),
+            "preference_utility": utility[method].to_dict(),
+            "spread": spread(scores).tolist(),
             "best_per_objective": scores.max(axis=0).tolist(),
         }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     lines = [f"Reference point: {', '.join(f'{o} {v:.4g}' for o, v in zip(objectives, ref))}", "",
-             "| method | points | hypervolume (95% CI over prompts) | " + " | ".join(f"best {o}" for o in objectives) + " |",
-             "|---|---|---|" + "---|" * len(objectives)]
+             "| method | points | hypervolume (95% CI over prompts) | preference utility (95% CI) | "
+             + " | ".join(f"best {o}" for o in objectives) + " |",
+             "|---|---|---|---|" + "---|" * len(objectives)]
     for method, entry in report["methods"].items():
-        hv = entry["hypervolume"]
+        hv, u = entry["hypervolume"], entry["preference_utility"]
         best = " | ".join(f"{v:.4g}" for v in entry["best_per_objective"])
-        lines.append(f"| {method} | {len(entry['points'])} | {hv['estimate']:.4g} [{hv['low']:.4g}, {hv['high']:.4g}] | {best} |")
+        lines.append(f"| {method} | {len(entry['points'])} | {hv['estimate']:.4g} [{hv['low']:.4g}, {hv['high']:.4g}] | "
+                     f"{u['estimate']:.3f} [{u['low']:.3f}, {u['high']:.3f}] | {best} |")
+    lines += ["", "Preference utility: the mean over every swept preference w of sum_k w_k s_k, with each score s_k "
+              "rescaled to 0 at the reference point and 1 at the best mean score of any method; a method without a "
+              "point at w answers with its nearest one."]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     plot_fronts(points, objectives, out_dir)
     return report
