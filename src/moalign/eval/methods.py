@@ -255,22 +255,23 @@ def _soup(name: str, rest: str, objectives: Sequence[str], grid: np.ndarray, loa
 
 def _model_set(name: str, rest: str, objectives: Sequence[str], loader: _Loader) -> Method:
     paths = _split_paths(rest, "models")
-    by_preference: dict[tuple[float, ...], Path] = {}
+    by_preference: dict[tuple[float, ...], tuple[Path, np.ndarray]] = {}
     for path in paths:
         preference = trained_preference(path, objectives)
         if preference is None:
             raise MethodError(f"models: {path} records no training preference; each model must be trained with one")
         key = tuple(np.round(preference, 6))
         if key in by_preference:
-            raise MethodError(f"models: {by_preference[key]} and {path} were both trained at preference {list(key)}")
-        by_preference[key] = path
+            raise MethodError(f"models: {by_preference[key][0]} and {path} were both trained at preference {list(key)}")
+        by_preference[key] = (path, preference)
 
     def generate_at(preference: np.ndarray, prompts: list[str]) -> list[str]:
-        model, tokenizer = loader.load(by_preference[tuple(np.round(preference, 6))])
+        model, tokenizer = loader.load(by_preference[tuple(np.round(preference, 6))][0])
         return loader.answer(model, tokenizer, prompts, f"{name} {np.round(preference, 2).tolist()}")
 
-    points = np.array(list(by_preference), dtype=np.float64)
-    return Method(name, generate_at, points, {"models": [_fingerprint(p) for p in by_preference.values()], "base": loader.base_model})
+    points = np.array([preference for _, preference in by_preference.values()])
+    fingerprint = {"models": [_fingerprint(path) for path, _ in by_preference.values()], "base": loader.base_model}
+    return Method(name, generate_at, points, fingerprint)
 
 
 def method_cache_name(method: Method) -> str:
