@@ -51,13 +51,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_dirs(specs: list[tuple[str, str]]):
-    """Every trained model folder the specs name, in order."""
-    from moalign.eval.methods import resolve_model_dir
+    """Every trained model folder the specs name, in order (unknown kinds and missing folders raise here)."""
+    from moalign.eval.methods import spec_model_dirs
 
     for _, kind in specs:
-        prefix, _, rest = kind.partition(":")
-        paths = rest.split("+") if prefix in ("soup", "models") else [] if kind == "base" else [kind]
-        yield from (resolve_model_dir(p) for p in paths if p and Path(p).exists())  # build_method reports the rest
+        yield from spec_model_dirs(kind)
 
 
 def _objectives(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list[str]:

@@ -197,15 +197,13 @@ def build_method(
             return loader.answer(state["model"], state["tokenizer"], prompts, f"{name}")
 
         return Method(name, generate_base, uniform, {"base": loader.base_for(None)})
-    prefix, _, rest = kind.partition(":")
+    prefix = kind.partition(":")[0]
+    dirs = spec_model_dirs(kind)
     if prefix == "soup":
-        return _soup(name, rest, objectives, grid, loader)
+        return _soup(name, dirs, objectives, grid, loader)
     if prefix == "models":
-        return _model_set(name, rest, objectives, loader)
-    if rest and not Path(kind).exists():
-        raise MethodError(f"unknown method kind {prefix!r} in {kind!r}; use base, a model folder, models:A+B+... or "
-                          "soup:A+B+...")
-    model_dir = resolve_model_dir(kind)
+        return _model_set(name, dirs, objectives, loader)
+    model_dir = dirs[0]
     preference = trained_preference(model_dir, objectives)
     state = {}
 
@@ -218,15 +216,23 @@ def build_method(
     return Method(name, generate_single, points, {"model": _fingerprint(model_dir), "base": base_model})
 
 
-def _split_paths(rest: str, kind: str) -> list[Path]:
-    paths = [resolve_model_dir(p) for p in rest.split("+") if p]
-    if not paths:
-        raise MethodError(f"{kind}: needs one or more paths joined by '+', e.g. {kind}:a/final+b/final")
-    return paths
+def spec_model_dirs(kind: str) -> list[Path]:
+    """The model folders a method spec names (none for ``base``); unknown kinds and missing folders are errors."""
+    if kind == "base":
+        return []
+    prefix, _, rest = kind.partition(":")
+    if prefix in ("soup", "models"):
+        paths = [resolve_model_dir(p) for p in rest.split("+") if p]
+        if not paths:
+            raise MethodError(f"{prefix}: needs one or more paths joined by '+', e.g. {prefix}:a/final+b/final")
+        return paths
+    if rest and not Path(kind).exists():
+        raise MethodError(f"unknown method kind {prefix!r} in {kind!r}; use base, a model folder, models:A+B+... or "
+                          "soup:A+B+...")
+    return [resolve_model_dir(kind)]
 
 
-def _soup(name: str, rest: str, objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
-    experts = _split_paths(rest, "soup")
+def _soup(name: str, experts: list[Path], objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
     if len(experts) != len(objectives):
         raise MethodError(f"soup: {len(experts)} experts for {len(objectives)} objectives {list(objectives)}")
     for path in experts:
@@ -253,8 +259,7 @@ def _soup(name: str, rest: str, objectives: Sequence[str], grid: np.ndarray, loa
     return Method(name, generate_soup, grid, {"experts": [_fingerprint(p) for p in ordered], "base": loader.base_model})
 
 
-def _model_set(name: str, rest: str, objectives: Sequence[str], loader: _Loader) -> Method:
-    paths = _split_paths(rest, "models")
+def _model_set(name: str, paths: list[Path], objectives: Sequence[str], loader: _Loader) -> Method:
     by_preference: dict[tuple[float, ...], tuple[Path, np.ndarray]] = {}
     for path in paths:
         preference = trained_preference(path, objectives)
