@@ -40,14 +40,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objectives", help="scorer names, comma-separated (default: the objectives the first trained "
                         "model recorded)")
     parser.add_argument("--model", help="base model (default: the one the first adapter records)")
-    parser.add_argument("--n-prompts", type=int, help="use the first N prompts (default: all; bundled: 24)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--n-prompts", type=_positive_int, help="use the first N prompts (default: all; bundled: 24)")
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=_positive_int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples for the intervals")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--cache", type=Path, help="generation cache (default OUT/cache)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _model_dirs(specs: list[tuple[str, str]]):
@@ -100,8 +107,7 @@ def _prepare(args: argparse.Namespace):
             raise ValueError(f"objective {name!r} has no built-in scorer to judge it ({exc.args[0]}); pass "
                              "--objectives with scorer names") from None
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.batch_size, args.seed)
-    args.model = _base_model(args, specs)
-    return specs, objectives, scorers, settings
+    return specs, objectives, scorers, settings, _base_model(args, specs)
 
 
 def _parse_vector(text: str, length: int, what: str) -> np.ndarray:
@@ -120,7 +126,7 @@ def run_front(args: argparse.Namespace) -> int:
     from moalign.eval.methods import build_method, sweep_methods
     from moalign.tasks import bundled_prompts
 
-    specs, objectives, scorers, settings = _prepare(args)
+    specs, objectives, scorers, settings, base_model = _prepare(args)
     if args.preferences:
         grid = preference_grid([_parse_vector(p, len(objectives), "preference") for p in args.preferences.split(";")],
                                objectives)
@@ -130,7 +136,7 @@ def run_front(args: argparse.Namespace) -> int:
         prompts = load_prompt_set(args.prompts).head(args.n_prompts).prompts
     else:
         prompts = bundled_prompts()[-(args.n_prompts or 24):]  # the end of the seeded order, which the demo never trains on
-    methods = [build_method(n, k, objectives, grid, base_model=args.model, settings=settings) for n, k in specs]
+    methods = [build_method(n, k, objectives, grid, base_model=base_model, settings=settings) for n, k in specs]
     reference = None if args.reference_point is None else _parse_vector(args.reference_point, len(objectives), "reference point")
     points = sweep_methods(methods, prompts, scorers, args.cache or args.out / "cache", settings)
     write_front_report(points, objectives, args.out, reference=reference, resamples=args.resamples, seed=args.seed)
@@ -145,12 +151,12 @@ def run_winrate(args: argparse.Namespace) -> int:
     from moalign.eval.methods import build_method, sweep_methods
     from moalign.preference import normalize_preference
 
-    specs, objectives, scorers, settings = _prepare(args)
+    specs, objectives, scorers, settings, base_model = _prepare(args)
     data = load_prompt_set(args.data, reference_field=args.reference_field, require_references=True).head(args.n_prompts)
     k = len(objectives)
     preference = (normalize_preference(_parse_vector(args.preference, k, "preference"), objectives)
                   if args.preference else np.full(k, 1.0 / k))
-    methods = [build_method(n, kind, objectives, preference[None, :], base_model=args.model, settings=settings)
+    methods = [build_method(n, kind, objectives, preference[None, :], base_model=base_model, settings=settings)
                for n, kind in specs]
     for method in methods:
         if len(method.preferences) > 1:  # a set of per-preference models: the one nearest the preference
