@@ -8,7 +8,6 @@ experts). Generations and scores are cached under ``--cache`` (default ``OUT/cac
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +78,11 @@ def _objectives(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list[
 
 def _base_model(args: argparse.Namespace, specs: list[tuple[str, str]]) -> str | None:
     """``--model``, else the base the first adapter records (so ``base`` needs no --model beside adapters)."""
+    from moalign.eval.methods import recorded_base_model
+
     if args.model:
         return args.model
-    for model_dir in _model_dirs(specs):
-        config = model_dir / "adapter_config.json"
-        if config.exists():
-            recorded = json.loads(config.read_text()).get("base_model_name_or_path")
-            if recorded:
-                return recorded
-    return None
+    return next((base for d in _model_dirs(specs) if (base := recorded_base_model(d))), None)
 
 
 def _prepare(args: argparse.Namespace):

@@ -123,6 +123,12 @@ def trained_preference(model_dir: Path, objectives: Sequence[str]) -> np.ndarray
     return np.array([weights[trained_on.index(o)] for o in objectives])
 
 
+def recorded_base_model(model_dir: Path) -> str | None:
+    """The base model a PEFT adapter folder records (``base_model_name_or_path``), or None."""
+    config = model_dir / "adapter_config.json"
+    return json.loads(config.read_text()).get("base_model_name_or_path") or None if config.exists() else None
+
+
 def _fingerprint(model_dir: Path) -> list[Any]:
     """Identifies a model's weights for the cache: its path and the size and mtime of its weight files."""
     stats = [(f, (model_dir / f).stat().st_size, (model_dir / f).stat().st_mtime_ns)
@@ -138,13 +144,10 @@ class _Loader:
         self._tokenizer = None
 
     def base_for(self, model_dir: Path | None) -> str:
-        if self.base_model is not None:
-            return self.base_model
-        if model_dir is not None and (model_dir / "adapter_config.json").exists():
-            recorded = json.loads((model_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
-            if recorded:
-                return recorded
-        raise MethodError("cannot tell the base model; pass it (--model)")
+        base = self.base_model or (recorded_base_model(model_dir) if model_dir is not None else None)
+        if base is None:
+            raise MethodError("cannot tell the base model; pass it (--model)")
+        return base
 
     def tokenizer(self, base: str):
         from moalign.models import load_tokenizer
@@ -166,6 +169,17 @@ class _Loader:
                 model = PeftModel.from_pretrained(model, str(model_dir))
             return model.eval(), self.tokenizer(base)
         return load_model(model_dir).eval(), self.tokenizer(self.base_model or str(model_dir))
+
+    def lazy_generate(self, model_dir: Path | None, desc: str) -> Generate:
+        """Answers with one model (the base when ``model_dir`` is None), loaded on the first call."""
+        state: dict[str, Any] = {}
+
+        def generate(preference: np.ndarray, prompts: list[str]) -> list[str]:
+            if "model" not in state:
+                state["model"], state["tokenizer"] = self.load(model_dir)
+            return self.answer(state["model"], state["tokenizer"], prompts, desc)
+
+        return generate
 
     def answer(self, model, tokenizer, prompts: list[str], desc: str) -> list[str]:
         from moalign.models import generate_responses
@@ -189,14 +203,7 @@ def build_method(
     k = len(objectives)
     uniform = np.full((1, k), 1.0 / k)
     if kind == "base":
-        state: dict[str, Any] = {}
-
-        def generate_base(preference: np.ndarray, prompts: list[str]) -> list[str]:
-            if "model" not in state:
-                state["model"], state["tokenizer"] = loader.load(None)
-            return loader.answer(state["model"], state["tokenizer"], prompts, f"{name}")
-
-        return Method(name, generate_base, uniform, {"base": loader.base_for(None)})
+        return Method(name, loader.lazy_generate(None, name), uniform, {"base": loader.base_for(None)})
     prefix = kind.partition(":")[0]
     dirs = spec_model_dirs(kind)
     if prefix == "soup":
@@ -205,15 +212,8 @@ def build_method(
         return _model_set(name, dirs, objectives, loader)
     model_dir = dirs[0]
     preference = trained_preference(model_dir, objectives)
-    state = {}
-
-    def generate_single(preference: np.ndarray, prompts: list[str]) -> list[str]:
-        if "model" not in state:
-            state["model"], state["tokenizer"] = loader.load(model_dir)
-        return loader.answer(state["model"], state["tokenizer"], prompts, f"{name}")
-
     points = uniform if preference is None else preference[None, :]
-    return Method(name, generate_single, points, {"model": _fingerprint(model_dir), "base": base_model})
+    return Method(name, loader.lazy_generate(model_dir, name), points, {"model": _fingerprint(model_dir), "base": base_model})
 
 
 def spec_model_dirs(kind: str) -> list[Path]:
