@@ -3,10 +3,9 @@
 Prepares the default model (or the tiny one with ``--tiny``), builds or loads the bundled task,
 scores the model's own answers on every objective, trains linear scalarisation at every preference of a
 small grid (the simplex's corners, i.e. the per-objective LoRA experts, and its centre) and one
-MGDA-Decoupled model, reports each
-one's held-out preference accuracy per objective, and compares their Pareto fronts with rewarded soups of
-the experts and the base on held-out prompts. Everything goes under one output folder; the script stays
-a thin layer over the library.
+MGDA-Decoupled model, reports each one's held-out preference accuracy per objective, and compares their
+Pareto fronts with rewarded soups of the experts and the base on held-out prompts. Everything goes under
+one output folder; the script stays a thin layer over the library.
 """
 
 from __future__ import annotations
