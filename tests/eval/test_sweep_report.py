@@ -55,7 +55,9 @@ def test_report_numbers_files_and_plots(tmp_path):
     assert saved["methods"].keys() == {"steerable", "single"}
     assert "| steerable | 5 |" in (tmp_path / "out" / "report.md").read_text()
     swept = report["methods"]["steerable"]
-    assert swept["spread"][0] == pytest.approx(swept["best_per_objective"][0] - min(p["scores"][0] for p in swept["points"]))
+    spread0 = swept["spread"][0]
+    assert spread0["estimate"] == pytest.approx(swept["best_per_objective"][0] - min(p["scores"][0] for p in swept["points"]))
+    assert spread0["low"] <= spread0["estimate"] <= spread0["high"]
     for p in swept["points"]:
         for score, ci in zip(p["scores"], p["scores_ci"]):
             assert ci["low"] <= score <= ci["high"]

@@ -35,6 +35,14 @@ def hypervolume_interval(front: list[FrontPoint], reference: np.ndarray, *, resa
     return bootstrap_interval(stacked, statistic, resamples=resamples, seed=seed)
 
 
+def spread_intervals(front: list[FrontPoint], *, resamples: int = 200, seed: int = 0) -> list[Interval]:
+    """Per objective, the range covered by the method's non-dominated points, with a bootstrap interval over
+    prompts (the same prompts resampled for every preference)."""
+    stacked = np.stack([p.per_prompt for p in front], axis=1)  # (N prompts, M points, K)
+    return [bootstrap_interval(stacked, lambda rows, k=k: float(spread(rows.mean(axis=0))[k]), resamples=resamples, seed=seed)
+            for k in range(stacked.shape[2])]
+
+
 def preference_utility(
     points: dict[str, list[FrontPoint]], reference: np.ndarray, *, resamples: int = 200, seed: int = 0
 ) -> dict[str, Interval]:
@@ -89,7 +97,7 @@ def write_front_report(
             "non_dominated": np.flatnonzero(non_dominated(scores)).tolist(),
             "hypervolume": hv.to_dict(),
             "preference_utility": utility[method].to_dict(),
-            "spread": spread(scores).tolist(),
+            "spread": [spread_k.to_dict() for spread_k in spread_intervals(front, resamples=resamples, seed=seed)],
             "best_per_objective": scores.max(axis=0).tolist(),
         }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
