@@ -105,8 +105,7 @@ def compare_fronts(model_path: Path, config, prompts: list[str], out: Path, runs
     """The demo's front comparison on held-out prompts: linear scalarisation over the preference grid (the
     experts are its vertices), rewarded soups of the experts over the same grid, MGDA-Decoupled and the
     base (one point each). Writes the report (JSON, Markdown, plots) under ``out/front``."""
-    from moalign.eval import GenerationSettings, build_method, write_front_report
-    from moalign.eval.methods import sweep_methods
+    from moalign.eval import GenerationSettings, build_method, sweep_methods, write_front_report
 
     objectives = list(config.objectives)
     experts = "+".join(str(runs[f"expert:{o}"]) for o in objectives)

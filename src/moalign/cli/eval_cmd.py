@@ -65,7 +65,8 @@ def _model_dirs(specs: list[tuple[str, str]]):
 
 
 def _objectives(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list[str]:
-    from moalign.eval.methods import MethodError, training_summary
+    from moalign.eval import MethodError
+    from moalign.eval.methods import training_summary
 
     if args.objectives:
         return [o.strip() for o in args.objectives.split(",") if o.strip()]
@@ -87,7 +88,7 @@ def _base_model(args: argparse.Namespace, specs: list[tuple[str, str]]) -> str |
 
 def _prepare(args: argparse.Namespace):
     """Objectives, scorers, methods and generation settings shared by both subcommands."""
-    from moalign.eval.methods import GenerationSettings, parse_method_specs
+    from moalign.eval import GenerationSettings, parse_method_specs
     from moalign.objectives import get_scorer
 
     specs = parse_method_specs(args.methods)
@@ -117,8 +118,7 @@ def _parse_vector(text: str, length: int, what: str) -> np.ndarray:
 
 def run_front(args: argparse.Namespace) -> int:
     from moalign.data import load_prompt_set
-    from moalign.eval import preference_grid, simplex_grid, write_front_report
-    from moalign.eval.methods import build_method, sweep_methods
+    from moalign.eval import build_method, preference_grid, simplex_grid, sweep_methods, write_front_report
     from moalign.tasks import bundled_prompts
 
     specs, objectives, scorers, settings, base_model = _prepare(args)
@@ -142,8 +142,7 @@ def run_front(args: argparse.Namespace) -> int:
 
 def run_winrate(args: argparse.Namespace) -> int:
     from moalign.data import load_prompt_set
-    from moalign.eval import FrontPoint, golden_win_rates, write_winrate_report
-    from moalign.eval.methods import build_method, sweep_methods
+    from moalign.eval import FrontPoint, build_method, golden_win_rates, sweep_methods, write_winrate_report
     from moalign.preference import normalize_preference
 
     specs, objectives, scorers, settings, base_model = _prepare(args)

@@ -1,7 +1,14 @@
 """Evaluation: preference grids, front metrics (non-dominated set, hypervolume), bootstrap CIs, win rates."""
 
 from moalign.eval.grid import preference_grid, simplex_grid
-from moalign.eval.methods import GenerationSettings, Method, MethodError, build_method, parse_method_specs
+from moalign.eval.methods import (
+    GenerationSettings,
+    Method,
+    MethodError,
+    build_method,
+    parse_method_specs,
+    sweep_methods,
+)
 from moalign.eval.pareto import FrontError, hypervolume, non_dominated, spread, weighted_utility
 from moalign.eval.report import (
     default_reference,
@@ -38,6 +45,7 @@ __all__ = [
     "simplex_grid",
     "spread",
     "sweep",
+    "sweep_methods",
     "weighted_utility",
     "write_front_report",
     "write_winrate_report",
