@@ -110,14 +110,13 @@ def training_summary(model_dir: Path) -> dict[str, Any]:
 
 
 def trained_preference(model_dir: Path, objectives: Sequence[str]) -> np.ndarray | None:
-    """The preference a model was trained with, reordered to ``objectives``; None when it recorded none."""
+    """The preference a model was trained with, reordered to ``objectives``; None when it recorded none or was
+    trained on other objectives than the ones it is judged on (e.g. HH-RLHF's helpful/harmless, judged by scorers)."""
     summary = training_summary(model_dir)
     preference = summary.get("config", {}).get("preference")
-    if preference is None:
-        return None
     trained_on = summary.get("objectives") or list(objectives)
-    if sorted(trained_on) != sorted(objectives):
-        raise MethodError(f"{model_dir} was trained on objectives {trained_on}, not {list(objectives)}")
+    if preference is None or sorted(trained_on) != sorted(objectives):
+        return None
     weights = np.asarray(preference, dtype=np.float64)
     weights = weights / weights.sum()
     return np.array([weights[trained_on.index(o)] for o in objectives])
@@ -264,7 +263,8 @@ def _model_set(name: str, paths: list[Path], objectives: Sequence[str], loader: 
     for path in paths:
         preference = trained_preference(path, objectives)
         if preference is None:
-            raise MethodError(f"models: {path} records no training preference; each model must be trained with one")
+            raise MethodError(f"models: {path} records no training preference over {list(objectives)}; each model of a "
+                              "set must be trained with one")
         key = tuple(np.round(preference, 6))
         if key in by_preference:
             raise MethodError(f"models: {by_preference[key][0]} and {path} were both trained at preference {list(key)}")
