@@ -336,7 +336,8 @@ class MultiObjectiveDPOTrainer:
         self.model.eval()
         parts = []
         size = self.config.per_device_batch_size * 2
-        for start in range(0, len(dataset), size):
+        starts = range(0, len(dataset), size)
+        for start in tqdm(starts, desc=f"eval[{split}]", leave=False, disable=not self.accelerator.is_main_process):
             parts.append(self.objective_losses(self.model, dataset, list(range(start, min(start + size, len(dataset)))), split))
         merged = self._merge(parts)
         return {
