@@ -131,3 +131,18 @@ def test_absent_objectives_get_no_weight_and_do_not_capture_min_norm():
     w = dro.combine(ObjectiveStats(losses=torch.tensor([1.0, 5.0, 0.0]), present=present)).weights
     assert w[1] == 0 and dro.q[1] == pytest.approx(1 / 3)  # its state is untouched though its loss is largest
     np.testing.assert_allclose(w[[0, 2]], np.array([np.e, 1.0]) / (np.e + 1) * 2 / 3)
+
+
+def test_cagrad_closed_form_on_the_full_support_matches_slsqp():
+    from moalign.moo.cagrad import _is_optimal, _stationary_on_support
+
+    grads = np.array([[1.0, 0.2, 0.0], [-0.4, 1.0, 0.3], [0.1, -0.5, 1.0]])
+    gram = grads @ grads.T
+    b, s = gram.mean(axis=1), 0.5 * np.sqrt(gram.mean())
+    exact = _stationary_on_support(gram, b, s, np.arange(3))
+    assert exact is not None and _is_optimal(gram, b, s, exact, 1e-9)
+    objective = lambda w: b @ w + s * np.sqrt(w @ gram @ w)  # noqa: E731
+    np.testing.assert_allclose(exact, slsqp_on_simplex(objective, 3)[0], atol=1e-5)
+    # a face that does not hold the optimum is rejected by the KKT check
+    face = _stationary_on_support(gram, b, s, np.array([0]))
+    assert face is None or not _is_optimal(gram, b, s, face, 1e-9)

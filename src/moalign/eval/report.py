@@ -22,10 +22,16 @@ def default_reference(points: dict[str, list[FrontPoint]], margin: float = 0.05)
     return allp.min(0) - margin * span
 
 
+def _per_prompt_stack(front: list[FrontPoint]) -> np.ndarray:
+    """A method's per-prompt rewards as one ``(N prompts, M points, K)`` array, so a bootstrap resamples the
+    same prompts for every preference."""
+    return np.stack([p.per_prompt for p in front], axis=1)
+
+
 def hypervolume_interval(front: list[FrontPoint], reference: np.ndarray, *, resamples: int = 200, seed: int = 0) -> Interval:
     """Hypervolume of a method's points with a bootstrap interval over prompts (the same prompts resampled
     for every preference). Resamples whose points fall below the reference are clipped to it."""
-    stacked = np.stack([p.per_prompt for p in front], axis=1)  # (N prompts, M points, K)
+    stacked = _per_prompt_stack(front)
     hypervolume(stacked.mean(axis=0), reference)  # the real front must dominate the reference: raises if not
 
     def statistic(rows: np.ndarray) -> float:
@@ -38,7 +44,7 @@ def hypervolume_interval(front: list[FrontPoint], reference: np.ndarray, *, resa
 def spread_intervals(front: list[FrontPoint], *, resamples: int = 200, seed: int = 0) -> list[Interval]:
     """Per objective, the range covered by the method's non-dominated points, with a bootstrap interval over
     prompts (the same prompts resampled for every preference)."""
-    stacked = np.stack([p.per_prompt for p in front], axis=1)  # (N prompts, M points, K)
+    stacked = _per_prompt_stack(front)
     return [bootstrap_interval(stacked, lambda rows, k=k: float(spread(rows.mean(axis=0))[k]), resamples=resamples, seed=seed)
             for k in range(stacked.shape[2])]
 

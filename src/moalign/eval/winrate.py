@@ -45,9 +45,10 @@ def golden_win_rates(
         counts = count_outcomes(column)
         result[name] = {
             "wins": counts.wins, "ties": counts.ties, "losses": counts.losses,
-            "win_rate": bootstrap_interval(column, lambda o: float(np.mean(o > 0) + 0.5 * np.mean(o == 0)),
+            "win_rate": bootstrap_interval(column, lambda o: count_outcomes(o).win_rate,
                                            resamples=resamples, seed=seed).to_dict(),
-            "net_win_rate": bootstrap_interval(column, lambda o: float(np.mean(o)), resamples=resamples, seed=seed).to_dict(),
+            "net_win_rate": bootstrap_interval(column, lambda o: count_outcomes(o).net_win_rate,
+                                               resamples=resamples, seed=seed).to_dict(),
         }
     return result
 

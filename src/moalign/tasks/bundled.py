@@ -39,7 +39,7 @@ class BundledTaskConfig:
         objectives: built-in scorer names (see ``moalign.objectives.SCORERS``), one per objective.
         n_prompts: how many bundled prompts to use (at most 336).
         samples: one ``(temperature, max_new_tokens)`` per response drawn for each prompt.
-        batch_size: prompts per generation batch (on CPU, 48 generates about 1.5x faster than 16).
+        batch_size: prompts per generation batch (larger batches generate faster per prompt on CPU).
         seed: seeds prompt order and sampling; the same seed gives the same task.
         tie_margins: per objective, score differences at or below this are ties.
     """
