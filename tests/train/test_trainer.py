@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from moalign.train import CheckpointError, MultiObjectiveDPOConfig, MultiObjecti
 from moalign.train import dpo_trainer
 
 TWO = ["informative", "warm"]
+THREE = ["informative", "readable", "warm"]
 
 
 def config(tiny_model_path, tmp_path, **overrides):
@@ -25,16 +27,29 @@ def accuracies(summary):
     return {name: v["accuracy"] for name, v in summary["eval_after"].items()}
 
 
-def test_mgda_decoupled_lifts_every_objective_and_linear_one_hot_targets_its_own(tiny_model_path, tmp_path):
-    mgda = accuracies(MultiObjectiveDPOTrainer(config(tiny_model_path, tmp_path / "m", max_steps=120)).train())
-    assert all(acc > 0.6 for acc in mgda.values()), mgda  # chance is 0.5 (and 0.0 before training: zero margins)
-    for k, name in enumerate(TWO):
-        pref = [1.0 if i == k else 0.0 for i in range(2)]
-        run = config(tiny_model_path, tmp_path / name, rule="linear", preference=pref, max_steps=120)
-        acc = accuracies(MultiObjectiveDPOTrainer(run).train())
-        other = TWO[1 - k]
-        assert acc[name] > acc[other] + 0.15, (name, acc)
-        assert acc[name] >= mgda[name] - 0.02, (name, acc, mgda)
+def above_chance(accuracy: float, pairs: int) -> bool:
+    """The lower end of a one-sided 95 % normal interval of a held-out accuracy is above 0.5."""
+    return accuracy - 1.645 * math.sqrt(accuracy * (1 - accuracy) / pairs) > 0.5
+
+
+def test_mgda_decoupled_lifts_all_three_bundled_objectives_and_linear_one_hot_targets_its_own(tiny_model_path, tmp_path):
+    # informative and readable disagree on about 3 pairs in 4, so one model cannot fit both perfectly;
+    # 25 % held out gives about 100 pairs per objective.
+    mgda = MultiObjectiveDPOTrainer(
+        config(tiny_model_path, tmp_path / "m", objectives=THREE, eval_fraction=0.25, max_steps=240)
+    ).train()["eval_after"]
+    for name, result in mgda.items():
+        assert above_chance(result["accuracy"], result["pairs"]), (name, mgda)  # 0.0 before training: zero margins
+    runs = {"mgda": {name: v["accuracy"] for name, v in mgda.items()}}
+    for k, name in enumerate(THREE):
+        pref = [1.0 if i == k else 0.0 for i in range(3)]
+        run = config(tiny_model_path, tmp_path / name, objectives=THREE, eval_fraction=0.25, rule="linear",
+                     preference=pref, max_steps=120)
+        runs[name] = accuracies(MultiObjectiveDPOTrainer(run).train())
+    for name in THREE:
+        own = runs[name]
+        assert all(own[name] > own[other] + 0.15 for other in THREE if other != name), (name, own)
+        assert all(own[name] >= other_run[name] for other_run in runs.values()), (name, runs)
 
 
 def resume_config(tiny_model_path, tmp_path, name):
