@@ -1,14 +1,19 @@
-"""Data-parallel training (2 CPU processes, gloo, started by torchrun) matches one process.
+"""Data-parallel and sharded training (2 CPU processes, gloo, started by torchrun) match one process.
 
-``accelerate launch --cpu`` starts a single process whatever ``--num_processes`` says, so the test
-uses ``torch.distributed.run`` with ``ACCELERATE_USE_CPU`` set, and checks the run had two processes.
+``accelerate launch --cpu`` starts a single process whatever ``--num_processes`` says, so the tests use
+``torch.distributed.run`` with ``ACCELERATE_USE_CPU`` set, and check the run had two processes. FSDP2
+goes through tests/train/fsdp_cpu_worker.py, since accelerate enables FSDP on accelerators only.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -23,26 +28,80 @@ logging_steps: 0
 eval_before: false
 output_dir: {out}
 """
+FSDP2_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+             "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
+WORKER = Path(__file__).resolve().parent / "fsdp_cpu_worker.py"
 
 
-def run(args, cwd):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}  # what accelerate's own launcher sets for CPU runs
+def run(args, cwd, **env):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **env}  # CPU as accelerate's launcher sets it
     out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
 
 
-def test_two_processes_match_one_process_with_the_same_pairs(tiny_model_path, tmp_path):
+def two_processes(*args):
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args]
+
+
+def adapter(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "final" / "adapter_model.safetensors"))
+
+
+def assert_same_weights(got, expected, **tolerance):
+    assert got.keys() == expected.keys()
+    for key in got:
+        torch.testing.assert_close(got[key], expected[key], msg=key, **tolerance)
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_model_path, tmp_path_factory):
+    """The reference: the same 3 steps over the same 8 pairs a step, in one process, exact per-objective gradients."""
+    tmp = tmp_path_factory.mktemp("one")
+    (tmp / "c.yaml").write_text(CONFIG.format(model=tiny_model_path, out=tmp / "one"))
+    run([sys.executable, "-m", "moalign", "train", "dpo", "--config", str(tmp / "c.yaml"), "--per_device_batch_size", "8",
+         "--gradient_method", "autograd"], tmp)
+    return adapter(tmp / "one")
+
+
+def test_two_processes_match_one_process_with_the_same_pairs(tiny_model_path, tmp_path, one_process):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG.format(model=tiny_model_path, out=tmp_path / "ddp"))
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "moalign", "train", "dpo",
-         "--config", str(cfg), "--per_device_batch_size", "4"], tmp_path)
-    assert json.loads((tmp_path / "ddp" / "final" / "moalign_training.json").read_text())["processes"] == 2
-    single = tmp_path / "single.yaml"
-    single.write_text(CONFIG.format(model=tiny_model_path, out=tmp_path / "one"))
-    run([sys.executable, "-m", "moalign", "train", "dpo", "--config", str(single), "--per_device_batch_size", "8",
-         "--gradient_method", "autograd"], tmp_path)
-    ddp = load_file(str(tmp_path / "ddp" / "final" / "adapter_model.safetensors"))
-    one = load_file(str(tmp_path / "one" / "final" / "adapter_model.safetensors"))
-    assert ddp.keys() == one.keys()
-    for key in ddp:
-        torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-6, msg=key)
+    run(two_processes("-m", "moalign", "train", "dpo", "--config", str(cfg), "--per_device_batch_size", "4"), tmp_path)
+    summary = json.loads((tmp_path / "ddp" / "final" / "moalign_training.json").read_text())
+    assert summary["processes"] == 2 and summary["distributed"] == "MULTI_CPU"
+    assert_same_weights(adapter(tmp_path / "ddp"), one_process, rtol=1e-4, atol=1e-6)
+
+
+def test_fsdp2_sharded_gram_matches_one_process_and_resumes(tiny_model_path, tmp_path, one_process):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(model=tiny_model_path, out=tmp_path / "fsdp"))
+    train = two_processes(str(WORKER), "train", "dpo", "--config", str(cfg), "--per_device_batch_size", "4", "--save_steps", "2")
+    out = run(train, tmp_path, **FSDP2_ENV)
+    assert out.stdout.count("saved:") == 1  # rank 0 reports, the other rank stays quiet
+    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
+    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    sharded = adapter(tmp_path / "fsdp")
+    assert_same_weights(sharded, one_process, rtol=1e-4, atol=1e-6)
+
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(tmp_path / "fsdp" / "checkpoint-2", resumed_dir / "checkpoint-2")  # gathered, whole tensors
+    run([*train, "--output_dir", str(resumed_dir), "--resume"], tmp_path, **FSDP2_ENV)
+    assert json.loads((resumed_dir / "final" / "moalign_training.json").read_text())["resumed_at_step"] == 2
+    assert_same_weights(adapter(resumed_dir), sharded, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind, fsdp2, message", [("FSDP", False, "fsdp_version: 2"), ("DEEPSPEED", False, "DeepSpeed")])
+def test_gram_rules_refuse_sharding_they_cannot_read(kind, fsdp2, message):
+    from accelerate.utils import DistributedType
+
+    from moalign.moo import get_rule
+    from moalign.train import MultiObjectiveDPOTrainer
+
+    fake = SimpleNamespace(rule=get_rule("mgda_decoupled"), config=SimpleNamespace(rule="mgda_decoupled"),
+                           accelerator=SimpleNamespace(distributed_type=DistributedType[kind], is_fsdp2=fsdp2))
+    with pytest.raises(ValueError, match=message):
+        MultiObjectiveDPOTrainer._check_distributed_geometry(fake)
+    fake.rule = get_rule("linear")  # needs only the losses: one backward of the weighted sum works anywhere
+    MultiObjectiveDPOTrainer._check_distributed_geometry(fake)

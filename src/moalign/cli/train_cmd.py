@@ -25,7 +25,10 @@ def run_dpo(args: argparse.Namespace) -> int:
     from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
     config = load_config(MultiObjectiveDPOConfig, args.config, parse_overrides(args.overrides))
-    summary = MultiObjectiveDPOTrainer(config).train(resume_from=args.resume)
+    trainer = MultiObjectiveDPOTrainer(config)
+    summary = trainer.train(resume_from=args.resume)
+    if not trainer.accelerator.is_main_process:
+        return 0
     print(json.dumps({"eval_before": summary["eval_before"], "eval_after": summary["eval_after"]}, indent=2))
     print(f"saved: {Path(config.output_dir) / 'final'}")
     return 0

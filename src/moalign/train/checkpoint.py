@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from moalign.storage import atomic_directory
+from moalign.train.sharded import full_tensor, shard_like
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -29,8 +30,13 @@ class CheckpointError(ValueError):
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable parameters by name (shared parameters appear once)."""
-    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    """The trainable parameters by name (shared parameters appear once), whole even when sharded."""
+    return {n: full_tensor(p.detach()).contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters in the order ``optimizer.state_dict()`` numbers them."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -40,7 +46,7 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
         meta["state"][str(index)] = {}
         for key, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.contiguous().cpu()
+                tensors[f"{index}.{key}"] = full_tensor(value).contiguous().cpu()
                 meta["state"][str(index)][key] = "tensor"
             else:
                 meta["state"][str(index)][key] = value
@@ -69,12 +75,20 @@ def save_checkpoint(
     scheduler: Any,
     step: int,
     extra: dict[str, Any],
+    write: bool = True,
 ) -> Path:
-    """Write a checkpoint for ``step`` atomically to ``directory`` and return it."""
+    """Write a checkpoint for ``step`` atomically to ``directory`` and return it.
+
+    With sharded (FSDP2) parameters every rank must call this, since full tensors are gathered; only the
+    rank with ``write=True`` writes.
+    """
+    params = trainable_state(model)
     optim_tensors, optim_meta = _optimizer_tensors(optimizer)
     rng_tensors, rng_meta = _rng_state()
+    if not write:
+        return Path(directory)
     with atomic_directory(directory) as tmp:
-        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+        save_file(params, str(tmp / "trainable.safetensors"))
         save_file(optim_tensors, str(tmp / "optimizer.safetensors"))
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         state = {"step": step, "optimizer": optim_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta, **extra}
@@ -112,10 +126,16 @@ def load_checkpoint(
         for name, p in own.items():
             if p.shape != params[name].shape:
                 raise CheckpointError(f"checkpoint {directory}: {name} has shape {tuple(params[name].shape)}, model has {tuple(p.shape)}")
-            p.copy_(params[name].to(p.device, p.dtype))
+            p.copy_(shard_like(params[name].to(p.dtype), p))
     meta = state["optimizer"]
+    by_index = _optimizer_params(optimizer)
+
+    def restore(index: int, value: torch.Tensor) -> torch.Tensor:
+        param = by_index[index]  # moments shaped like a sharded parameter are sharded like it
+        return shard_like(value, param) if value.shape == param.shape else value
+
     optim_state = {
-        int(index): {k: (optim_tensors[f"{index}.{k}"] if v == "tensor" else v) for k, v in entry.items()}
+        int(index): {k: (restore(int(index), optim_tensors[f"{index}.{k}"]) if v == "tensor" else v) for k, v in entry.items()}
         for index, entry in meta["state"].items()
     }
     optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})

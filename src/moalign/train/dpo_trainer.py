@@ -48,6 +48,7 @@ from moalign.train.gradients import (
 from moalign.train.losses import ObjectiveLosses, objective_losses, pair_margins
 from moalign.train.per_pair import PerPairGradients, pair_gram, per_pair_from_sequences
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
+from moalign.train.sharded import sharded_gram
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,8 @@ class MultiObjectiveDPOTrainer:
         if config.use_lora:
             model = add_lora(model, LoraSpec(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules))
         self.collator = PreferenceCollator(self.tokenizer, self.objectives, config.max_length, config.max_prompt_length)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.total_steps = config.max_steps or math.ceil(config.num_epochs * self.steps_per_epoch)
         scheduler = get_scheduler(
             config.lr_scheduler, optimizer, num_warmup_steps=int(config.warmup_ratio * self.total_steps),
@@ -120,6 +121,8 @@ class MultiObjectiveDPOTrainer:
         # The scheduler stays unprepared: accelerate's wrapper steps it once per process per call, and
         # total_steps here already counts optimizer steps.
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]  # FSDP2 replaces them by DTensors
+        self._check_distributed_geometry()
         self.scheduler = scheduler
         self.reference = ReferenceLogps(config.reference_mode, self.accelerator.unwrap_model(self.model),
                                         frozen=None if frozen is None else frozen.to(self.accelerator.device))
@@ -127,6 +130,19 @@ class MultiObjectiveDPOTrainer:
             self._precompute_reference()
         self.cached_weights: torch.Tensor | None = None
         self.per_pair = self._per_pair_gradients()
+
+    def _check_distributed_geometry(self) -> None:
+        from accelerate.utils import DistributedType
+
+        if self.rule.needs is not Needs.GRAM:
+            return
+        kind = self.accelerator.distributed_type
+        if kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
+            raise ValueError(f"rule {self.config.rule!r} needs per-objective gradients, which moalign reads from FSDP2 "
+                             "shards: set fsdp_version: 2 in the accelerate config (or use a rule that needs only losses)")
+        if kind == DistributedType.DEEPSPEED:
+            raise ValueError(f"rule {self.config.rule!r} needs per-objective gradients, which DeepSpeed keeps inside its "
+                             "optimizer: use FSDP2 or DDP for it, or a rule that needs only losses (e.g. linear)")
 
     def _per_pair_gradients(self) -> PerPairGradients | None:
         method = self.config.gradient_method
@@ -198,7 +214,12 @@ class MultiObjectiveDPOTrainer:
 
     def _exact_step(self, step: int) -> tuple[torch.Tensor, ObjectiveLosses, dict[str, Any]]:
         """Exact per-objective geometry (accumulated over micro-batches), the rule's weights, ``.grad`` set."""
-        collect = self._collect_per_pair if self.per_pair is not None else self._collect_autograd
+        if self.per_pair is not None:
+            collect = self._collect_per_pair
+        elif self.accelerator.is_fsdp2:
+            collect = self._collect_sharded
+        else:
+            collect = self._collect_autograd
         gram, loss_sum, counts, parts, apply = collect(step)
         present = counts > 0
         for k in present.nonzero()[:, 0].tolist():
@@ -232,9 +253,7 @@ class MultiObjectiveDPOTrainer:
             loss_sum += out.losses.detach().double().cpu() * out.counts.double().cpu()
             counts += out.counts.double().cpu()
             parts.append(out)
-        if self.accelerator.num_processes > 1:
-            counts = self.accelerator.reduce(counts.to(self.accelerator.device), "sum").cpu()
-            loss_sum = self.accelerator.reduce(loss_sum.to(self.accelerator.device), "sum").cpu()
+        loss_sum, counts = self._reduce_totals(loss_sum, counts)
         idx = (counts > 0).nonzero()[:, 0].tolist()
         active = []
         for i in idx:
@@ -247,6 +266,46 @@ class MultiObjectiveDPOTrainer:
         if idx:
             gram[torch.tensor(idx)[:, None], torch.tensor(idx)[None, :]] = gram_from_grads(active)
         return gram, loss_sum, counts, parts, lambda weights: accumulate_direction(self.params, active, weights[idx])
+
+    def _reduce_totals(self, loss_sum: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.accelerator.num_processes == 1:
+            return loss_sum, counts
+        device = self.accelerator.device
+        return (self.accelerator.reduce(loss_sum.to(device), "sum").cpu(),
+                self.accelerator.reduce(counts.to(device), "sum").cpu())
+
+    def _collect_sharded(self, step: int):
+        """FSDP2: one backward per objective through the sharded model; each rank keeps its shard of every
+        objective's gradient, and the Gram is an all-reduce of the shards' K x K Grams (moalign.train.sharded).
+
+        Every rank runs all K backward passes in the same order (they hold collectives), also for an
+        objective absent from its own pairs, whose loss is then a zero that still spans the graph."""
+        k = len(self.objectives)
+        loss_sum, counts = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
+        shards: list[list[torch.Tensor] | None] = [None] * k
+        parts = []
+        for out in self._micro_batches(step, self.model):
+            anchor = 0.0 * out.margins.sum()
+            for i in range(k):
+                (out.losses[i] * out.counts[i] + anchor).backward(retain_graph=i < k - 1)
+                grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+                shards[i] = grads if shards[i] is None else [a + g for a, g in zip(shards[i], grads)]
+                for p in self.params:
+                    p.grad = None
+            loss_sum += out.losses.detach().double().cpu() * out.counts.double().cpu()
+            counts += out.counts.double().cpu()
+            parts.append(out)
+        loss_sum, counts = self._reduce_totals(loss_sum, counts)
+        # FSDP averages gradients over ranks; each rank's loss was a sum over its pairs of objective i.
+        scale = self.accelerator.num_processes / counts.clamp_min(1)
+        grads = [[g * float(scale[i]) for g in shards[i]] for i in range(k)]
+        gram = sharded_gram(grads)
+        idx = (counts > 0).nonzero()[:, 0].tolist()
+
+        def apply(weights: torch.Tensor) -> None:
+            accumulate_direction(self.params, [grads[i] for i in idx], weights[idx])
+
+        return gram, loss_sum, counts, parts, apply
 
     def _collect_per_pair(self, step: int):
         """One backward per micro-batch: per-pair gradients J and cotangents U; Gram = U J J^T U^T."""
@@ -349,14 +408,15 @@ class MultiObjectiveDPOTrainer:
     def save_checkpoint(self, step: int) -> Path:
         self.accelerator.wait_for_everyone()
         path = self.output_dir / f"checkpoint-{step}"
+        save_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+                        scheduler=self.scheduler, step=step, write=self.accelerator.is_main_process,
+                        extra={"rule": self.rule.state_dict(),
+                               "cached_weights": None if self.cached_weights is None else self.cached_weights.tolist()})
         if self.accelerator.is_main_process:
-            save_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
-                            scheduler=self.scheduler, step=step,
-                            extra={"rule": self.rule.state_dict(),
-                                   "cached_weights": None if self.cached_weights is None else self.cached_weights.tolist()})
             kept = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
             for old in kept[: max(0, len(kept) - self.config.save_total_limit)]:
                 shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         return path
 
     def _resume(self, resume_from: str | Path | bool) -> int:
@@ -397,6 +457,7 @@ class MultiObjectiveDPOTrainer:
         after = self.evaluate()
         summary = {"objectives": list(self.objectives), "rule": c.rule, "steps": self.total_steps,
                    "processes": self.accelerator.num_processes,
+                   "distributed": self.accelerator.distributed_type.value, "resumed_at_step": start,
                    "train_pairs": len(self.train_dataset), "eval_before": before, "eval_after": after,
                    "seconds": round(time.time() - started, 1), "config": config_to_dict(c)}
         self._log({"step": self.total_steps, "eval": after}, log_path)
@@ -417,8 +478,10 @@ class MultiObjectiveDPOTrainer:
         """``output_dir/final``: ``save_pretrained`` of the adapter (or model) and tokenizer, plus a summary."""
         self.accelerator.wait_for_everyone()
         final = self.output_dir / "final"
+        # Under FSDP2 the full weights are gathered (every rank takes part) before rank 0 writes them.
+        state_dict = self.accelerator.get_state_dict(self.model) if self.accelerator.is_fsdp2 else None
         if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(final)
+            self.accelerator.unwrap_model(self.model).save_pretrained(final, state_dict=state_dict)
             self.tokenizer.save_pretrained(final)
             write_json_atomic(final / "moalign_training.json", summary)
         return final

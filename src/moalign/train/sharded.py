@@ -1,0 +1,66 @@
+"""Exact multi-objective geometry on sharded parameters (FSDP2 through ``accelerate``).
+
+Under FSDP2 every trainable parameter is a ``DTensor`` and each rank holds one shard of it. A backward
+pass reduce-scatters the gradient, so after it each rank holds its shard of the rank-averaged gradient.
+The shards partition the parameters, so ``<g_i, g_j> = sum over ranks of <shard_i, shard_j>``: the
+K x K Gram is an all-reduce of K² numbers and no gradient is ever gathered. The combined direction
+``sum_k w_k g_k`` is formed shard by shard. Checkpoints gather full tensors (every rank takes part) and
+load them back by keeping each rank's own slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+
+def _dtensor_type() -> type | None:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch built without distributed
+        return None
+    return DTensor
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a ``DTensor`` (an FSDP2 parameter, its gradient or its optimizer state)."""
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
+def local_part(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a ``DTensor``; any other tensor as it is."""
+    return tensor.to_local() if is_sharded(tensor) else tensor
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor (an all-gather for a ``DTensor``: every rank must call it)."""
+    return tensor.full_tensor() if is_sharded(tensor) else tensor
+
+
+def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``full`` laid out as ``like`` is: this rank's slice as a ``DTensor`` when ``like`` is one.
+
+    Every rank holds ``full`` (read from the same checkpoint), so no data is sent.
+    """
+    if not is_sharded(like):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    local = full.to(device=like.to_local().device, dtype=like.dtype)
+    return distribute_tensor(local, like.device_mesh, like.placements, src_data_rank=None)
+
+
+def sharded_gram(grads: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """``G_ij = <g_i, g_j>`` over all ranks: local shard products (float64 result), then one all-reduce."""
+    k = len(grads)
+    device = local_part(grads[0][0]).device if k and grads[0] else torch.device("cpu")
+    gram = torch.zeros(k, k, dtype=torch.float64, device=device)
+    for tensors in zip(*grads):
+        stacked = torch.stack([local_part(t).reshape(-1).to(torch.float32) for t in tensors])
+        gram += (stacked @ stacked.T).to(torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(gram)
+    return gram.cpu()
