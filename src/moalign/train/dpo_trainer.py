@@ -48,7 +48,7 @@ from moalign.train.gradients import (
 from moalign.train.losses import ObjectiveLosses, objective_losses, pair_margins
 from moalign.train.per_pair import PerPairGradients, pair_gram, per_pair_from_sequences
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
-from moalign.train.sharded import sharded_gram
+from moalign.train.sharded import all_gather_as, reduce_scatter_flat, sharded_gram
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,9 @@ class MultiObjectiveDPOTrainer:
             yield out
 
     def _collect_autograd(self, step: int):
-        """K vector-Jacobian products of each micro-batch's graph; gradients reduced across processes."""
+        """K vector-Jacobian products of each micro-batch's graph. Across processes each objective's gradient
+        is reduce-scattered (each rank keeps a slice), the Gram is an all-reduce of the slices' K x K Grams, and
+        only the combined direction is gathered."""
         k = len(self.objectives)
         model = self.accelerator.unwrap_model(self.model)  # gradients are reduced by hand, not by DDP hooks
         loss_sum, counts = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
@@ -255,17 +257,24 @@ class MultiObjectiveDPOTrainer:
             parts.append(out)
         loss_sum, counts = self._reduce_totals(loss_sum, counts)
         idx = (counts > 0).nonzero()[:, 0].tolist()
-        active = []
-        for i in idx:
-            g = grads[i] if grads[i] is not None else [torch.zeros_like(p) for p in self.params]
-            if self.accelerator.num_processes > 1:
-                g = [self.accelerator.reduce(t, "sum") for t in g]
-            active.append([t / counts[i].item() for t in g])
-        check_grads_finite(active, [self.objectives[i] for i in idx], step)
+        summed = [grads[i] if grads[i] is not None else [torch.zeros_like(p) for p in self.params] for i in idx]
         gram = torch.zeros(k, k, dtype=torch.float64)
-        if idx:
-            gram[torch.tensor(idx)[:, None], torch.tensor(idx)[None, :]] = gram_from_grads(active)
-        return gram, loss_sum, counts, parts, lambda weights: accumulate_direction(self.params, active, weights[idx])
+        if not idx:
+            return gram, loss_sum, counts, parts, lambda weights: None
+        at = (torch.tensor(idx)[:, None], torch.tensor(idx)[None, :])
+        if self.accelerator.num_processes == 1:
+            active = [[t / counts[i].item() for t in g] for i, g in zip(idx, summed)]
+            check_grads_finite(active, [self.objectives[i] for i in idx], step)
+            gram[at] = gram_from_grads(active)
+            return gram, loss_sum, counts, parts, lambda weights: accumulate_direction(self.params, active, weights[idx])
+        shards = [reduce_scatter_flat(g) / counts[i].item() for i, g in zip(idx, summed)]
+        gram[at] = sharded_gram([[s] for s in shards])
+
+        def apply(weights: torch.Tensor) -> None:
+            direction = sum(float(w) * s for w, s in zip(weights[idx], shards))
+            accumulate_direction(self.params, [all_gather_as(direction, self.params)], torch.ones(1))
+
+        return gram, loss_sum, counts, parts, apply
 
     def _reduce_totals(self, loss_sum: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.accelerator.num_processes == 1:

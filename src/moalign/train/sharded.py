@@ -64,3 +64,28 @@ def sharded_gram(grads: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(gram)
     return gram.cpu()
+
+
+def reduce_scatter_flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The sum over ranks of ``tensors`` flattened into one vector, of which this rank keeps an equal slice.
+
+    Data-parallel ranks use it to shard each objective's gradient as FSDP would, so that the Gram is
+    again an all-reduce of K² numbers and only the combined direction is gathered.
+    """
+    world = dist.get_world_size()
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    padded = torch.nn.functional.pad(flat, (0, (-flat.numel()) % world))
+    shard = torch.empty(padded.numel() // world, dtype=flat.dtype, device=flat.device)
+    dist.reduce_scatter_tensor(shard, padded)
+    return shard
+
+
+def all_gather_as(shard: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Gather the slices made by :func:`reduce_scatter_flat` back into tensors shaped as ``like``."""
+    full = torch.empty(shard.numel() * dist.get_world_size(), dtype=shard.dtype, device=shard.device)
+    dist.all_gather_into_tensor(full, shard)
+    out, offset = [], 0
+    for t in like:
+        out.append(full[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return out
