@@ -9,6 +9,10 @@ Each optimizer step:
    direction written into ``.grad``; otherwise one backward pass of ``sum_k w_k L_k`` (weights from the
    rule, or reused from the last refresh when ``gram_every > 1``);
 4. clip, optimizer and scheduler step; log; evaluate and checkpoint at the configured intervals.
+
+Across processes the Gram never needs a whole gradient in one place: data-parallel ranks reduce-scatter
+each objective's gradient, FSDP2 ranks already hold shards, and either way the K x K Gram is an
+all-reduce of the shards' Grams (``moalign.train.sharded``).
 """
 
 from __future__ import annotations
