@@ -37,8 +37,9 @@ class MultiObjectiveDPOConfig:
             in between (1 = exact every step); only for rules that need the Gram.
         gradient_method: how exact per-objective geometry is computed for Gram rules: ``per_pair`` (one
             backward pass with hooks giving each pair's gradient; LoRA, one process), ``autograd`` (K
-            vector-Jacobian products of the shared graph; any model, any number of processes), or
-            ``auto`` (``per_pair`` when it applies).
+            vector-Jacobian products of the shared graph; any model, any number of processes; under FSDP2
+            one backward pass per objective through the sharded model), or ``auto`` (``per_pair`` when it
+            applies).
         beta: DPO temperature (0.5 in the MGDA-Decoupled paper).
         loss_type: ``sigmoid`` (DPO) or ``ipo``.
 
