@@ -248,7 +248,6 @@ class MultiObjectiveDPOTrainer:
         only the combined direction is gathered."""
         k = len(self.objectives)
         model = self.accelerator.unwrap_model(self.model)  # gradients are reduced by hand, not by DDP hooks
-        loss_sum, counts = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
         grads: list[list[torch.Tensor] | None] = [None] * k
         parts = []
         for out in self._micro_batches(step, model):
@@ -256,10 +255,8 @@ class MultiObjectiveDPOTrainer:
             for i, g in zip(present, per_objective_grads(out.losses, self.params, present)):
                 n = float(out.counts[i])
                 grads[i] = [n * t for t in g] if grads[i] is None else [a + n * t for a, t in zip(grads[i], g)]
-            loss_sum += out.losses.detach().double().cpu() * out.counts.double().cpu()
-            counts += out.counts.double().cpu()
             parts.append(out)
-        loss_sum, counts = self._reduce_totals(loss_sum, counts)
+        loss_sum, counts = self._totals(parts)
         idx = (counts > 0).nonzero()[:, 0].tolist()
         summed = [grads[i] if grads[i] is not None else [torch.zeros_like(p) for p in self.params] for i in idx]
         gram = torch.zeros(k, k, dtype=torch.float64)
@@ -280,7 +277,10 @@ class MultiObjectiveDPOTrainer:
 
         return gram, loss_sum, counts, parts, apply
 
-    def _reduce_totals(self, loss_sum: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _totals(self, parts: list[ObjectiveLosses]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per objective, the sum of pair losses and the number of pairs, over micro-batches and processes."""
+        loss_sum = sum(out.losses.detach().double().cpu() * out.counts.double().cpu() for out in parts)
+        counts = sum(out.counts.double().cpu() for out in parts)
         if self.accelerator.num_processes == 1:
             return loss_sum, counts
         device = self.accelerator.device
@@ -294,7 +294,6 @@ class MultiObjectiveDPOTrainer:
         Every rank runs all K backward passes in the same order (they hold collectives), also for an
         objective absent from its own pairs, whose loss is then a zero that still spans the graph."""
         k = len(self.objectives)
-        loss_sum, counts = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
         shards: list[list[torch.Tensor] | None] = [None] * k
         parts = []
         for out in self._micro_batches(step, self.model):
@@ -305,10 +304,8 @@ class MultiObjectiveDPOTrainer:
                 shards[i] = grads if shards[i] is None else [a + g for a, g in zip(shards[i], grads)]
                 for p in self.params:
                     p.grad = None
-            loss_sum += out.losses.detach().double().cpu() * out.counts.double().cpu()
-            counts += out.counts.double().cpu()
             parts.append(out)
-        loss_sum, counts = self._reduce_totals(loss_sum, counts)
+        loss_sum, counts = self._totals(parts)
         # FSDP averages gradients over ranks; each rank's loss was a sum over its pairs of objective i.
         scale = self.accelerator.num_processes / counts.clamp_min(1)
         grads = [[g * float(scale[i]) for g in shards[i]] for i in range(k)]
@@ -324,7 +321,6 @@ class MultiObjectiveDPOTrainer:
         """One backward per micro-batch: per-pair gradients J and cotangents U; Gram = U J J^T U^T."""
         k = len(self.objectives)
         model = self.accelerator.unwrap_model(self.model)
-        loss_sum, counts = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
         pair_grads, cotangents, parts = [], [], []
         for out in self._micro_batches(step, model, self.per_pair.capture):
             u = torch.zeros(k, out.margins.shape[0], dtype=torch.float64)
@@ -334,9 +330,8 @@ class MultiObjectiveDPOTrainer:
             torch.autograd.grad(out.margins.sum(), self.per_pair.params, allow_unused=True)  # fills the hooks
             pair_grads.append(per_pair_from_sequences(self.per_pair.per_sequence(), out.margins.shape[0]))
             cotangents.append(u)
-            loss_sum += out.losses.detach().double().cpu() * out.counts.double().cpu()
-            counts += out.counts.double().cpu()
             parts.append(out)
+        loss_sum, counts = self._totals(parts)
         u = torch.cat(cotangents, dim=1) / counts.clamp_min(1)[:, None]
         jac = [torch.cat([part[j] for part in pair_grads]) for j in range(len(self.per_pair.params))]
         gram = u @ pair_gram(jac) @ u.T
