@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from moalign.train.gradients import gram_from_grads
+
 
 def _dtensor_type() -> type | None:
     try:
@@ -54,14 +56,11 @@ def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def sharded_gram(grads: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
-    """``G_ij = <g_i, g_j>`` over all ranks: local shard products (float64 result), then one all-reduce."""
-    k = len(grads)
-    device = local_part(grads[0][0]).device if k and grads[0] else torch.device("cpu")
-    gram = torch.zeros(k, k, dtype=torch.float64, device=device)
-    for tensors in zip(*grads):
-        stacked = torch.stack([local_part(t).reshape(-1).to(torch.float32) for t in tensors])
-        gram += (stacked @ stacked.T).to(torch.float64)
+    """``G_ij = <g_i, g_j>`` over all ranks: the Gram of this rank's shards, then one all-reduce."""
+    gram = gram_from_grads([[local_part(t) for t in g] for g in grads])
     if dist.is_available() and dist.is_initialized():
+        device = local_part(grads[0][0]).device if grads and grads[0] else torch.device("cpu")
+        gram = gram.to(device)
         dist.all_reduce(gram)
     return gram.cpu()
 
