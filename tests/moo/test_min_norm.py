@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from moalign.moo import CombinationError, MinNormRule, ObjectiveStats, get_rule, min_norm_weights, representation_gram
-from references import brute_force_min_norm, slsqp_on_simplex
+from references import brute_force_min_norm, exact_min_norm, slsqp_on_simplex
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 
@@ -112,3 +112,41 @@ def test_representation_gram_for_mgda_ub():
     torch.testing.assert_close(gram, expected)
     result = get_rule("mgda_ub").combine(ObjectiveStats(gram=gram))
     np.testing.assert_allclose(result.weights, min_norm_weights(expected.numpy())[0])
+
+
+@st.composite
+def badly_scaled_gradients(draw):
+    """K generic directions (d >= K, so every support's KKT system is regular) whose norms span up to 1e6."""
+    k = draw(st.integers(2, 5))
+    d = draw(st.integers(k, 8))
+    directions = draw(arrays(np.float64, (k, d), elements=st.floats(-1, 1, allow_nan=False)))
+    exponents = draw(arrays(np.float64, (k,), elements=st.floats(-3, 3)))
+    norms = np.linalg.norm(directions, axis=1, keepdims=True)
+    if (norms < 1e-3).any() or np.linalg.matrix_rank(directions) < k:
+        directions = directions + np.eye(k, d)  # keep them generic
+        norms = np.linalg.norm(directions, axis=1, keepdims=True)
+    return directions / norms * (10.0 ** exponents)[:, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(badly_scaled_gradients())
+def test_min_norm_matches_an_exact_solver_for_norm_ratios_up_to_1e6(grads):
+    gram = grads @ grads.T
+    alpha, _ = min_norm_weights(gram)
+    exact, best = exact_min_norm(gram)
+    value = alpha @ gram @ alpha
+    assert abs(value - best) <= 1e-6 * best, (value, best)
+    point, reference = alpha @ grads, exact @ grads
+    assert np.linalg.norm(point - reference) <= 1e-6 * max(np.linalg.norm(reference), 1e-300) + 1e-9 * np.sqrt(best)
+
+
+@pytest.mark.parametrize("small, large", [(1e-3, 1e3), (1e3, 1e-3), (1.0, 1e6)])
+def test_min_norm_is_exact_when_norms_differ_by_1e6(small, large):
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(4, 6))
+    grads /= np.linalg.norm(grads, axis=1, keepdims=True)
+    grads *= np.array([small, large, large, small])[:, None]
+    gram = grads @ grads.T
+    alpha, _ = min_norm_weights(gram)
+    _, best = exact_min_norm(gram)
+    assert alpha @ gram @ alpha == pytest.approx(best, rel=1e-6)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from moalign.moo import GroupDRO, ObjectiveStats, PCGrad, get_rule, project_zero_onto_range
+from moalign.moo import GroupDRO, ObjectiveStats, PCGrad, get_advantage_rule, get_rule, project_zero_onto_range
 from references import slsqp_on_simplex
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
@@ -108,14 +108,15 @@ def test_pama_closed_form_matches_a_convex_solver(values):
 def test_pama_noon_indicator_and_worst_objective():
     advantages = torch.tensor([[[0.5, 2.0], [-1.0, 3.0], [4.0, 1.0]]])  # (batch 1, 3 tokens, K = 2)
     ratio = torch.tensor([[1.0, 1.0, 1.5]])  # the last token's ratio exceeds 1 + eps
-    rule = get_rule("pama", clip_eps=0.2)
+    rule = get_advantage_rule("pama", clip_eps=0.2)
     result = rule.combine_advantages(advantages, ratio)
     # token 0: min(0.5, 2) = 0.5; token 1: Noon clips -1 -> 0, so 0; token 2: clipped ratio -> 0.
     torch.testing.assert_close(result.advantage, torch.tensor([[0.5, 0.0, 0.0]]))
-    assert result.info["zero_fraction"] == pytest.approx(2 / 3)
+    assert result.diagnostics["zero_fraction"] == pytest.approx(2 / 3)
     # implied one-hot c: token 0 -> objective 0; tokens 1, 2 are all zero -> ties share
-    np.testing.assert_allclose(result.weights, [(1 + 1 + 0.5) / 3, (0 + 0 + 0.5) / 3])
-    general = get_rule("pama", noon=False).combine_advantages(torch.tensor([[-2.0, 1.0], [-3.0, -1.0]]))
+    np.testing.assert_allclose(result.diagnostics["deciding_share"], [(1 + 1 + 0.5) / 3, (0 + 0 + 0.5) / 3])
+    assert not hasattr(result, "weights")
+    general = get_advantage_rule("pama", noon=False).combine_advantages(torch.tensor([[-2.0, 1.0], [-3.0, -1.0]]))
     torch.testing.assert_close(general.advantage, torch.tensor([0.0, -1.0]))
 
 

@@ -3,6 +3,7 @@
 from moalign.data.adapters import ADAPTERS, hh_prompt_to_messages, split_hh_dialogue
 from moalign.data.loaders import load_preference_data, read_records, save_preference_data
 from moalign.data.prompt_sets import PromptSet, load_prompt_set
+from moalign.data.sampler import LEFTOVER_RULES, StepSampler
 from moalign.data.schema import (
     DataError,
     Label,
@@ -17,12 +18,14 @@ from moalign.data.stats import disagreement_rate, format_summary, summarize
 
 __all__ = [
     "ADAPTERS",
+    "LEFTOVER_RULES",
     "DataError",
     "Label",
     "PreferenceCollator",
     "PreferenceDataset",
     "PreferencePair",
     "PromptSet",
+    "StepSampler",
     "concat_datasets",
     "disagreement_rate",
     "format_summary",

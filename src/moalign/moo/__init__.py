@@ -1,7 +1,8 @@
 """How K objectives combine into one update: one small class per rule behind one interface.
 
-``get_rule(name, **options)`` builds a rule by name; ``rule.needs`` says what to compute for it and
+``get_rule(name, **options)`` builds a weight rule by name; ``rule.needs`` says what to compute for it and
 ``rule.combine(ObjectiveStats(...))`` returns the weights (and the direction, given gradients).
+``get_advantage_rule(name)`` builds a rule that combines per-objective RL advantages (PAMA).
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from moalign.moo.base import (
+    GRAM_NEEDS,
+    AdvantageCombination,
+    AdvantageRule,
     Combination,
     CombinationError,
     CombinationRule,
@@ -33,12 +37,18 @@ RULES: dict[str, Callable[..., CombinationRule]] = {
     "group_dro": GroupDRO,
     "pcgrad": PCGrad,
     "cagrad": CAGrad,
-    "pama": PAMA,
 }
+"""Weight rules: the update is ``sum_i w_i grad L_i``."""
+
+ADVANTAGE_RULES: dict[str, Callable[..., AdvantageRule]] = {"pama": PAMA}
+"""Rules that combine per-objective advantages inside an RL loss."""
 
 
 def get_rule(name: str, **options) -> CombinationRule:
-    """Build a combination rule by name; unknown names list the known ones."""
+    """Build a weight rule by name; unknown names list the known ones."""
+    if name in ADVANTAGE_RULES:
+        raise ValueError(f"rule {name!r} combines per-token RL advantages, not losses: use it with `moalign train rl` "
+                         f"(get_advantage_rule); weight rules are {sorted(RULES)}")
     try:
         factory = RULES[name]
     except KeyError:
@@ -46,11 +56,24 @@ def get_rule(name: str, **options) -> CombinationRule:
     return factory(**options)
 
 
+def get_advantage_rule(name: str, **options) -> AdvantageRule:
+    """Build an advantage rule (PAMA) by name."""
+    try:
+        factory = ADVANTAGE_RULES[name]
+    except KeyError:
+        raise ValueError(f"unknown advantage rule {name!r}; advantage rules are {sorted(ADVANTAGE_RULES)}") from None
+    return factory(**options)
+
+
 __all__ = [
+    "ADVANTAGE_RULES",
+    "AdvantageCombination",
+    "AdvantageRule",
     "CAGrad",
     "Combination",
     "CombinationError",
     "CombinationRule",
+    "GRAM_NEEDS",
     "GroupDRO",
     "LinearScalarization",
     "MinNormRule",
@@ -59,6 +82,7 @@ __all__ = [
     "PAMA",
     "PCGrad",
     "RULES",
+    "get_advantage_rule",
     "get_rule",
     "gram_matrix",
     "min_norm_weights",

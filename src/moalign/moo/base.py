@@ -1,10 +1,15 @@
-"""The interface every combination rule implements.
+"""The interfaces every combination rule implements.
 
-A rule turns per-objective information into K weights (and, when it has the gradients, the combined
-direction). It declares what it needs, so a trainer computes no more than that: ``LOSSES`` is free,
-``GRAM`` is the K x K matrix of gradient inner products (cheap to all-reduce across data-parallel
-ranks; a rule given gradients instead computes it), ``ADVANTAGES`` is per-objective RL advantages.
-Every rule returns weights, so the trainer can finish with one backward pass of ``sum_i w_i L_i``.
+A **weight rule** (:class:`CombinationRule`) turns one optimizer step's per-objective statistics into
+K weights; the trainer's update is then ``sum_i w_i grad L_i`` on every path (exact Gram, cached
+weights, accumulation, data parallel). A rule declares in ``needs`` the set of statistics it reads, so
+a trainer computes no more than that: ``LOSSES`` (the step's per-objective losses), ``GRAM`` (the K x K
+inner products of the per-objective parameter gradients), ``REPRESENTATION_GRAM`` (the same for
+gradients with respect to a shared representation: MGDA-UB). A rule needing none of them (``linear``)
+depends on the preference alone.
+
+An **advantage rule** (:class:`AdvantageRule`, PAMA) works inside an RL loss instead: it maps
+per-objective advantages, item by item, to one combined advantage, with diagnostics for the log.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import torch
 
 
 class Needs(enum.Enum):
-    """What a rule consumes, from cheapest to most expensive to produce."""
+    """A statistic a weight rule reads."""
 
     LOSSES = "losses"
     GRAM = "gram"
-    ADVANTAGES = "advantages"
+    REPRESENTATION_GRAM = "representation_gram"
+
+
+GRAM_NEEDS = frozenset({Needs.GRAM, Needs.REPRESENTATION_GRAM})
 
 
 class CombinationError(ValueError):
@@ -38,7 +46,6 @@ class ObjectiveStats:
         losses: shape ``(K,)``, the current per-objective losses (detached).
         gram: shape ``(K, K)``, ``G_ij = <g_i, g_j>`` of the per-objective gradients.
         grads: shape ``(K, d)``, the per-objective gradients (only rules needing directions use it).
-        advantages: shape ``(..., K)``, per-objective advantages (PAMA).
         preference: shape ``(K,)``, a normalised preference vector, or ``None`` for uniform.
         present: shape ``(K,)`` bool, which objectives have data in this step (``None``: all). Absent
             objectives get weight 0; Gram-based rules solve on the present ones only (an absent
@@ -48,7 +55,6 @@ class ObjectiveStats:
     losses: torch.Tensor | None = None
     gram: torch.Tensor | None = None
     grads: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None
     preference: torch.Tensor | None = None
     present: torch.Tensor | None = None
 
@@ -59,7 +65,6 @@ class ObjectiveStats:
             losses=pick(self.losses),
             gram=None if self.gram is None else self.gram[index][:, index],
             grads=pick(self.grads),
-            advantages=None if self.advantages is None else self.advantages[..., index],
             preference=None if self.preference is None else self.preference[index] / self.preference[index].sum(),
         )
 
@@ -68,8 +73,6 @@ class ObjectiveStats:
         for value in (self.losses, self.gram, self.grads, self.preference):
             if value is not None:
                 return value.shape[0]
-        if self.advantages is not None:
-            return self.advantages.shape[-1]
         raise CombinationError("no per-objective input was given")
 
 
@@ -80,13 +83,11 @@ class Combination:
     Attributes:
         weights: shape ``(K,)``; the update is ``sum_i weights[i] * grad L_i``.
         direction: shape ``(d,)`` when the rule had the gradients, else ``None``.
-        advantage: for advantage-based rules, the combined per-item advantage.
         info: numbers worth logging (objective value, solver iterations, ...).
     """
 
     weights: torch.Tensor
     direction: torch.Tensor | None = None
-    advantage: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,25 +102,32 @@ def check_finite(name: str, value: torch.Tensor | None) -> None:
 
 
 class CombinationRule(ABC):
-    """Base class: subclasses set ``name`` and ``needs`` and implement :meth:`weights`."""
+    """Base class of weight rules: subclasses set ``name`` and ``needs`` and implement :meth:`weights`."""
 
     name: str = "rule"
-    needs: Needs = Needs.LOSSES
+    needs: frozenset[Needs] = frozenset()
+
+    @property
+    def needs_gram(self) -> bool:
+        """Whether the rule reads a Gram matrix (of parameter or representation gradients)."""
+        return bool(self.needs & GRAM_NEEDS)
 
     def combine(self, stats: ObjectiveStats) -> Combination:
         """Validate ``stats``, compute the weights, and form the direction when gradients are given."""
-        for key in ("losses", "gram", "grads", "advantages", "preference"):
+        for key in ("losses", "gram", "grads", "preference"):
             check_finite(key, getattr(stats, key))
-        if self.needs is Needs.GRAM and stats.gram is None:
+        if self.needs_gram and stats.gram is None:
             if stats.grads is None:
                 raise CombinationError(f"rule {self.name!r} needs gram (or grads to compute it from)")
             stats = dataclasses.replace(stats, gram=gram_matrix(stats.grads))
-        if getattr(stats, self.needs.value) is None:
-            raise CombinationError(f"rule {self.name!r} needs {self.needs.value}")
+        if Needs.LOSSES in self.needs and stats.losses is None:
+            raise CombinationError(f"rule {self.name!r} needs losses")
         present = stats.present
+        if present is not None and not bool(present.any()):
+            raise CombinationError(f"rule {self.name!r}: no objective has data in this step")
         if present is None or bool(present.all()):
             result = self.weights(stats)
-        elif self.needs is Needs.GRAM:
+        elif self.needs_gram:
             index = present.nonzero()[:, 0]
             result = self.weights(stats.select(index))
             full = torch.zeros(present.shape[0], dtype=result.weights.dtype)
@@ -145,7 +153,34 @@ class CombinationRule(ABC):
             raise ValueError(f"rule {self.name!r} has no state but got {sorted(state)}")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, needs={self.needs.value})"
+        return f"{type(self).__name__}(name={self.name!r}, needs={sorted(n.value for n in self.needs)})"
+
+
+@dataclass
+class AdvantageCombination:
+    """An advantage rule's answer.
+
+    Attributes:
+        advantage: shape ``(...)``, the combined advantage of every item (token or sequence).
+        diagnostics: numbers worth logging (never "weights": the update is not ``sum_i w_i grad L_i``).
+    """
+
+    advantage: torch.Tensor
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class AdvantageRule(ABC):
+    """Base class of rules that combine per-objective RL advantages item by item (PAMA)."""
+
+    name: str = "advantage_rule"
+
+    @abstractmethod
+    def combine_advantages(self, advantages: torch.Tensor, ratio: torch.Tensor | None = None,
+                           mask: torch.Tensor | None = None) -> AdvantageCombination:
+        """Combine ``advantages`` ``(..., K)`` (``ratio`` and ``mask`` ``(...)``) into one advantage per item."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
 
 
 def gram_matrix(grads: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ class CAGrad(CombinationRule):
     """
 
     name = "cagrad"
-    needs = Needs.GRAM
+    needs = frozenset({Needs.GRAM})
 
     def __init__(self, c: float = 0.5, *, max_iter: int = 500, tol: float = 1e-8):
         if c < 0:

@@ -21,7 +21,7 @@ class GroupDRO(CombinationRule):
     """
 
     name = "group_dro"
-    needs = Needs.LOSSES
+    needs = frozenset({Needs.LOSSES})
 
     def __init__(self, step_size: float = 0.01):
         if step_size <= 0:

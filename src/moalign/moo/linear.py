@@ -9,7 +9,7 @@ class LinearScalarization(CombinationRule):
     """``w = preference`` (uniform when none is given): the fixed trade-off baseline every method is compared with."""
 
     name = "linear"
-    needs = Needs.LOSSES
+    needs: frozenset[Needs] = frozenset()
 
     def weights(self, stats: ObjectiveStats) -> Combination:
         return Combination(weights=uniform_or(stats.preference, stats.num_objectives))

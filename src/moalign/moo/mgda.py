@@ -1,9 +1,13 @@
 """MGDA and its normalised variants, MGDA-Decoupled among them, as one min-norm rule.
 
-Weights come from the min-norm point of the convex hull of the *normalised* gradients
-``g_i / n_i``; they are then applied to the *raw* gradients, ``d = sum_i a_i g_i`` (as in Sener &
-Koltun's code and the MGDA-Decoupled method card). On the Gram this is min-norm on
-``M_ij = G_ij / (n_i n_j)``. The normaliser ``n_i``:
+Weights ``a`` come from the min-norm point of the convex hull of the *normalised* gradients
+``g_i / n_i``; on the Gram this is min-norm on ``M_ij = G_ij / (n_i n_j)``. By default they are then
+applied to the *raw* gradients, ``d = sum_i a_i g_i`` (``apply_to: raw``, as in Sener & Koltun's code
+and the MGDA-Decoupled method card): the step keeps the scale of the objectives' own gradients, so the
+learning rate means what it means for single-objective DPO. ``apply_to: normalised`` applies them to
+the normalised gradients instead, ``d = sum_i a_i g_i / n_i`` (the min-norm point itself, the likely
+form of MGDA-Normalised in the MGDA-Decoupled paper); the returned weights are then ``a_i / n_i``, so
+the update is still ``sum_i w_i g_i``. The normaliser ``n_i``:
 
 * ``none`` (MGDA, Desideri 2012): ``n_i = 1``; ``d`` is a common descent direction whenever the point
   is not Pareto-stationary.
@@ -13,8 +17,14 @@ Koltun's code and the MGDA-Decoupled method card). On the Gram this is min-norm 
   weight.
 * ``loss+l2``: ``n_i = L_i ||g_i||`` (Sener & Koltun's ``loss+``).
 
-MGDA-UB is the same rule fed the Gram of gradients with respect to a shared representation instead
-of the parameters (see :func:`moalign.moo.representation_gram`).
+Dividing by the loss is not new: Sener & Koltun (2018, "Multi-Task Learning as Multi-Objective
+Optimization", Sec. 3 and their code's ``loss`` / ``loss+`` normalisation) already normalise gradients by
+the task loss before the min-norm solve; MGDA-Decoupled adopts it as the default and motivates it by each
+objective's convergence.
+
+MGDA-UB (Sener & Koltun's upper bound) is MGDA fed the Gram of the gradients with respect to a shared
+representation (the policy's final hidden states) instead of the parameters: ``needs`` says so, and
+the trainer computes it (:func:`representation_gram`) and then runs one backward of ``sum_i a_i L_i``.
 """
 
 from __future__ import annotations
@@ -30,23 +40,31 @@ from moalign.moo.min_norm import min_norm_weights
 NORMALISERS = ("none", "l2", "loss", "loss+l2")
 
 
+APPLY_TO = ("raw", "normalised")
+
+
 class MinNormRule(CombinationRule):
-    """Min-norm weights on normalised gradients, applied to the raw gradients.
+    """Min-norm weights on normalised gradients, applied to the raw (default) or the normalised gradients.
 
     Args:
         normaliser: one of ``none``, ``l2``, ``loss``, ``loss+l2`` (see the module docstring).
+        apply_to: ``raw`` or ``normalised`` (see the module docstring).
+        representation: read the Gram of representation gradients (MGDA-UB) instead of parameter gradients.
         eps: lower clamp on losses and gradient norms, so a converged objective does not divide by zero.
-        tol: the min-norm solver's relative KKT tolerance.
+        tol: the min-norm solver's KKT tolerance, relative to the optimum's value.
         name: the name logged for this configuration.
     """
 
-    needs = Needs.GRAM
-
-    def __init__(self, normaliser: str = "loss", *, eps: float = 1e-8, tol: float = 1e-12, name: str | None = None):
+    def __init__(self, normaliser: str = "loss", *, apply_to: str = "raw", representation: bool = False,
+                 eps: float = 1e-8, tol: float = 1e-12, name: str | None = None):
         if normaliser not in NORMALISERS:
             raise ValueError(f"unknown normaliser {normaliser!r}; choose one of {NORMALISERS}")
-        self.normaliser, self.eps, self.tol = normaliser, eps, tol
+        if apply_to not in APPLY_TO:
+            raise ValueError(f"unknown apply_to {apply_to!r}; choose one of {APPLY_TO}")
+        self.normaliser, self.apply_to, self.eps, self.tol = normaliser, apply_to, eps, tol
         self.name = name or f"min_norm[{normaliser}]"
+        self.needs = frozenset({Needs.REPRESENTATION_GRAM if representation else Needs.GRAM}
+                               | ({Needs.LOSSES} if "loss" in normaliser else set()))
 
     def scales(self, stats: ObjectiveStats) -> np.ndarray:
         """The per-objective normalisers ``n_i``."""
@@ -69,11 +87,12 @@ class MinNormRule(CombinationRule):
         start = time.perf_counter()
         alpha, iterations = min_norm_weights(gram / np.outer(scale, scale), tol=self.tol)
         solve_ms = 1e3 * (time.perf_counter() - start)
-        along = gram @ alpha  # <g_i, d> for the raw direction d = sum_i alpha_i g_i
+        weights = alpha if self.apply_to == "raw" else alpha / scale
+        along = gram @ weights  # <g_i, d> for the direction d = sum_i w_i g_i
         return Combination(
-            weights=torch.as_tensor(alpha),
+            weights=torch.as_tensor(weights),
             info={
-                "min_norm_sq": float(alpha @ along),
+                "min_norm_sq": float(weights @ along),
                 "min_directional_derivative": float(along.min()),
                 "solver_iterations": iterations,
                 "solve_ms": solve_ms,
@@ -98,8 +117,8 @@ def mgda_decoupled(**kwargs) -> MinNormRule:
 
 
 def mgda_ub(**kwargs) -> MinNormRule:
-    """MGDA-UB: MGDA on the Gram of gradients w.r.t. a shared representation (the caller supplies it)."""
-    return MinNormRule("none", name="mgda_ub", **kwargs)
+    """MGDA-UB: MGDA on the Gram of gradients w.r.t. a shared representation (the trainer computes it)."""
+    return MinNormRule("none", representation=True, name="mgda_ub", **kwargs)
 
 
 def representation_gram(losses: list[torch.Tensor], representation: torch.Tensor) -> torch.Tensor:

@@ -14,17 +14,26 @@ import numpy as np
 def _solve_on_support(gram: np.ndarray, support: list[int]) -> np.ndarray:
     """Minimiser of ``a^T G a`` subject to ``sum(a) = 1`` with ``a`` zero outside ``support``.
 
-    The KKT system may be singular (parallel gradients); least squares then returns one minimiser.
+    The KKT system is solved in the variables ``b_i = sqrt(G_ii) a_i`` (a symmetric scaling that gives
+    ``G`` a unit diagonal), so gradients whose norms differ by many orders of magnitude are solved as
+    accurately as equal ones. It may be singular (parallel gradients); least squares then returns one
+    minimiser.
     """
     s = len(support)
-    kkt = np.zeros((s + 1, s + 1))
-    kkt[:s, :s] = 2.0 * gram[np.ix_(support, support)]
-    kkt[:s, s] = kkt[s, :s] = 1.0
-    rhs = np.zeros(s + 1)
-    rhs[s] = 1.0
-    solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+    sub = gram[np.ix_(support, support)]
+    diag = np.diag(sub)
     out = np.zeros(gram.shape[0])
-    out[support] = solution[:s]
+    if not diag.max() > 0:  # only zero vectors: every point of their hull is the origin
+        out[support] = 1.0 / s
+        return out
+    d = 1.0 / np.sqrt(np.maximum(diag, max(diag.max() * 1e-30, 1e-200)))
+    kkt = np.zeros((s + 1, s + 1))
+    kkt[:s, :s] = 2.0 * sub * np.outer(d, d)
+    kkt[:s, s] = kkt[s, :s] = d / d.max()
+    rhs = np.zeros(s + 1)
+    rhs[s] = 1.0 / d.max()
+    solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+    out[support] = d * solution[:s]
     return out
 
 
@@ -33,8 +42,9 @@ def min_norm_weights(gram: np.ndarray, *, tol: float = 1e-12, max_iter: int | No
 
     Args:
         gram: symmetric positive semi-definite ``(K, K)`` matrix.
-        tol: tolerance of the optimality check ``(G a)_j >= a^T G a`` for every j, relative to the
-            largest diagonal entry of ``G`` (the solve runs on ``G`` scaled to a unit largest diagonal).
+        tol: tolerance of the optimality check ``(G a)_j >= a^T G a`` for every j, relative to the value
+            ``a^T G a`` itself (plus the round-off of that check), so that the answer is accurate when
+            gradient norms differ by orders of magnitude and the optimum is tiny.
         max_iter: cap on active-set iterations (default ``50 * K``); reaching it raises ``RuntimeError``.
     """
     g = np.asarray(gram, dtype=np.float64)
@@ -64,8 +74,11 @@ def min_norm_weights(gram: np.ndarray, *, tol: float = 1e-12, max_iter: int | No
             if not outside:
                 return alpha, iteration
             violation = grad[outside] - value
-            worst = int(np.argmin(violation))
-            if violation[worst] >= -tol:
+            # Round-off of the check scales with the gradients in play: tiny when a sits on tiny gradients.
+            scale = np.abs(g[outside]) @ alpha + np.max(np.diag(g)[support])
+            round_off = 64 * np.finfo(np.float64).eps * scale
+            worst = int(np.argmin(violation + tol * value + round_off))
+            if violation[worst] >= -(tol * value + round_off[worst]):
                 return alpha, iteration
             support.append(outside[worst])
         else:

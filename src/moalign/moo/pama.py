@@ -7,14 +7,16 @@ else 0. Instead of min-norm over parameter gradients (O(K^2 d)), PAMA minimises
 ``[min_i I(A_i), max_i I(A_i)]``: 0 when the interval holds 0, else the end nearest 0. With the
 non-negative Noon advantages that is ``min_i I(A_i)``: an item is reinforced only as much as its
 worst objective allows. Each item (token, or sequence for outcome rewards) is solved independently
-in O(K); the implied weights ``c`` are one-hot on the deciding objective and are returned for logging.
+in O(K). The implied simplex coefficients ``c`` are one-hot on the deciding objective; they are logged as
+diagnostics (which objective sets the minimum, how often), not as weights: the update is not
+``sum_i c_i grad L_i`` of any fixed per-objective losses.
 """
 
 from __future__ import annotations
 
 import torch
 
-from moalign.moo.base import Combination, CombinationError, CombinationRule, Needs, ObjectiveStats
+from moalign.moo.base import AdvantageCombination, AdvantageRule, CombinationError
 
 
 def project_zero_onto_range(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,13 +51,13 @@ def noon_indicator(advantages: torch.Tensor, ratio: torch.Tensor | None = None, 
     return clipped
 
 
-class PAMA(CombinationRule):
-    """Closed-form PAMA weights on per-objective advantages.
+class PAMA(AdvantageRule):
+    """Closed-form PAMA combination of per-objective advantages.
 
-    ``ObjectiveStats.advantages`` holds the raw per-objective advantages ``(..., K)`` (after per-objective
-    whitening, if the trainer does it); pass the probability ratio to :meth:`combine_advantages` for the
-    ``I(A)`` indicator. ``Combination.advantage`` is the combined per-item advantage ``s*``, and
-    ``weights`` the mean implied ``c`` over items.
+    :meth:`combine_advantages` takes the raw per-objective advantages ``(..., K)`` (after per-objective
+    whitening, if the trainer does it) and the probability ratio for the ``I(A)`` indicator, and returns
+    the combined per-item advantage ``s*``. Diagnostics: ``zero_fraction`` (items with ``s* = 0``),
+    ``deciding_share`` (per objective, the mean implied coefficient ``c``: how often it sets the minimum).
 
     Args:
         clip_eps: the PPO clip range used by the ``I(A)`` indicator.
@@ -63,22 +65,20 @@ class PAMA(CombinationRule):
     """
 
     name = "pama"
-    needs = Needs.ADVANTAGES
 
     def __init__(self, clip_eps: float = 0.2, noon: bool = True):
         self.clip_eps, self.noon = clip_eps, noon
 
-    def combine_advantages(self, advantages: torch.Tensor, ratio: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> Combination:
-        """Combine ``advantages`` ``(..., K)``; ``mask`` ``(...)`` selects the items that count in the logged weights."""
+    def combine_advantages(self, advantages: torch.Tensor, ratio: torch.Tensor | None = None,
+                           mask: torch.Tensor | None = None) -> AdvantageCombination:
+        """Combine ``advantages`` ``(..., K)``; ``mask`` ``(...)`` selects the items that count in the diagnostics."""
         if advantages.ndim < 1 or advantages.shape[-1] < 1:
             raise CombinationError(f"advantages must have shape (..., K), got {tuple(advantages.shape)}")
         values = noon_indicator(advantages, ratio, self.clip_eps) if self.noon else advantages
         s, c = project_zero_onto_range(values)
         keep = torch.ones(s.shape, dtype=torch.bool, device=s.device) if mask is None else mask.bool()
         flat_c = c[keep].reshape(-1, c.shape[-1])
-        weights = flat_c.mean(0) if flat_c.shape[0] else torch.full((c.shape[-1],), 1.0 / c.shape[-1])
+        deciding = flat_c.mean(0) if flat_c.shape[0] else torch.full((c.shape[-1],), float("nan"))
         zero_fraction = float((s[keep] == 0).float().mean()) if keep.any() else float("nan")
-        return Combination(weights=weights.to(torch.float64), advantage=s, info={"zero_fraction": zero_fraction})
-
-    def weights(self, stats: ObjectiveStats) -> Combination:
-        return self.combine_advantages(stats.advantages)
+        return AdvantageCombination(advantage=s, diagnostics={"zero_fraction": zero_fraction,
+                                                              "deciding_share": deciding.to(torch.float64)})

@@ -20,7 +20,7 @@ class PCGrad(CombinationRule):
     """Projecting conflicting gradients. ``seed`` fixes the random projection order across steps."""
 
     name = "pcgrad"
-    needs = Needs.GRAM
+    needs = frozenset({Needs.GRAM})
 
     def __init__(self, seed: int = 0, eps: float = 1e-12):
         self.rng = np.random.default_rng(seed)

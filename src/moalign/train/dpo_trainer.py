@@ -36,7 +36,7 @@ from transformers import get_scheduler
 from moalign.config import config_to_dict
 from moalign.data import PreferenceCollator, PreferenceDataset
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, sequence_logprobs
-from moalign.moo import Needs, ObjectiveStats, get_rule
+from moalign.moo import ObjectiveStats, get_rule
 from moalign.preference import normalize_preference
 from moalign.storage import write_json_atomic
 from moalign.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -138,7 +138,7 @@ class MultiObjectiveDPOTrainer:
     def _check_distributed_geometry(self) -> None:
         from accelerate.utils import DistributedType
 
-        if self.rule.needs is not Needs.GRAM:
+        if not self.rule.needs_gram:
             return
         kind = self.accelerator.distributed_type
         if kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
@@ -150,7 +150,7 @@ class MultiObjectiveDPOTrainer:
 
     def _per_pair_gradients(self) -> PerPairGradients | None:
         method = self.config.gradient_method
-        if method == "autograd" or self.rule.needs is not Needs.GRAM:
+        if method == "autograd" or not self.rule.needs_gram:
             return None
         if self.accelerator.num_processes > 1:
             if method == "per_pair":
@@ -351,7 +351,7 @@ class MultiObjectiveDPOTrainer:
         for micro in range(accum):
             out = self.objective_losses(self.model, self.train_dataset, self.micro_batch_indices(step, micro), "train")
             self._check_losses(out, step)
-            if self.rule.needs is Needs.GRAM:  # reuse the weights of the last refresh
+            if self.rule.needs_gram:  # reuse the weights of the last refresh
                 weights = self.cached_weights * out.present.cpu()
             else:
                 stats = ObjectiveStats(losses=out.losses.detach().cpu(), preference=self.preference, present=out.present.cpu())
@@ -371,7 +371,7 @@ class MultiObjectiveDPOTrainer:
     def training_step(self, step: int) -> dict[str, float]:
         """One optimizer step; returns the metrics to log."""
         self.model.train()
-        refresh = self.rule.needs is Needs.GRAM and (self.cached_weights is None or step % self.config.gram_every == 0)
+        refresh = self.rule.needs_gram and (self.cached_weights is None or step % self.config.gram_every == 0)
         weights, out, info = (self._exact_step if refresh else self._scalarised_step)(step)
         grad_norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         if not torch.isfinite(torch.as_tensor(grad_norm)):
