@@ -15,6 +15,7 @@ from moalign.data.schema import (
     parse_label,
 )
 from moalign.data.stats import disagreement_rate, format_summary, summarize
+from moalign.data.training import load_preference_files, load_training_data
 
 __all__ = [
     "ADAPTERS",
@@ -32,7 +33,9 @@ __all__ = [
     "hh_prompt_to_messages",
     "labels_from_scores",
     "load_preference_data",
+    "load_preference_files",
     "load_prompt_set",
+    "load_training_data",
     "make_pair",
     "parse_label",
     "read_records",

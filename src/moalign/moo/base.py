@@ -70,7 +70,7 @@ class ObjectiveStats:
 
     @property
     def num_objectives(self) -> int:
-        for value in (self.losses, self.gram, self.grads, self.preference):
+        for value in (self.losses, self.gram, self.grads, self.preference, self.present):
             if value is not None:
                 return value.shape[0]
         raise CombinationError("no per-objective input was given")

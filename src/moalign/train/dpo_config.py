@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from moalign.config import ConfigError
+
 
 @dataclass
 class MultiObjectiveDPOConfig:
@@ -28,9 +30,14 @@ class MultiObjectiveDPOConfig:
         max_train_pairs: use at most this many training pairs (after the split).
         max_length, max_prompt_length: token limits of prompt + response and of the prompt.
         drop_invalid: skip bad rows (and report how many) instead of stopping.
+        leftover: the last partial optimizer step of an epoch is completed with pairs from the start of
+            the epoch (``wrap``, default) or skipped (``drop``); see ``moalign.data.StepSampler``.
 
     Parameters that control the objective and its combination:
-        rule: combination rule from ``moalign.moo.RULES``; default ``mgda_decoupled``.
+        rule: weight rule from ``moalign.moo.RULES``; default ``mgda_decoupled``. Every rule updates along
+            ``sum_k w_k grad L_k`` with ``L_k`` objective k's mean over the whole optimizer step; the rule
+            is called once per step. ``mgda_ub`` reads the Gram of gradients with respect to the policy's
+            final hidden states. Advantage rules (``pama``) belong to ``moalign train rl``.
         rule_options: keyword options of the rule (e.g. ``{step_size: 0.01}`` for ``group_dro``).
         preference: weights per objective (by position) for preference-aware rules such as ``linear``.
         gram_every: recompute per-objective gradients and weights every N steps and reuse the weights
@@ -47,11 +54,15 @@ class MultiObjectiveDPOConfig:
         learning_rate, weight_decay, warmup_ratio, lr_scheduler, max_grad_norm: AdamW and its schedule.
         per_device_batch_size, gradient_accumulation_steps, num_epochs, max_steps: how much to train;
             ``max_steps`` overrides ``num_epochs`` when set.
-        mixed_precision: ``no``, ``fp16`` or ``bf16`` (accelerate).
+        mixed_precision: ``no``, ``fp16`` or ``bf16``; unset, the accelerate config's choice (``no`` without one).
         seed: seeds model init, data order and sampling; the same seed gives the same run.
 
     Parameters that control logging and saving:
-        output_dir: where checkpoints, logs and the final model go.
+        output_dir: where checkpoints, logs and the final model go. One that already holds a run is refused
+            unless ``resume_from`` or ``overwrite_output_dir`` is set.
+        resume_from: ``latest`` (the newest ``checkpoint-<step>`` in ``output_dir``) or a checkpoint path;
+            settings that change the result must equal the checkpoint's.
+        overwrite_output_dir: remove the run in ``output_dir`` (checkpoints, final model, log) and start again.
         logging_steps, eval_steps, save_steps: intervals in optimizer steps (0 = never; eval and save
             always happen at the end).
         eval_before: also evaluate before the first step (skip it when comparing runs from one start).
@@ -79,6 +90,7 @@ class MultiObjectiveDPOConfig:
     max_length: int = 512
     max_prompt_length: int = 256
     drop_invalid: bool = False
+    leftover: str = "wrap"
 
     rule: str = "mgda_decoupled"
     rule_options: dict = field(default_factory=dict)
@@ -97,10 +109,12 @@ class MultiObjectiveDPOConfig:
     gradient_accumulation_steps: int = 1
     num_epochs: float = 1.0
     max_steps: int | None = None
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None
     seed: int = 0
 
     output_dir: str = "runs/dpo"
+    resume_from: str | None = None
+    overwrite_output_dir: bool = False
     logging_steps: int = 10
     eval_steps: int = 0
     save_steps: int = 0
@@ -109,34 +123,61 @@ class MultiObjectiveDPOConfig:
     report_to: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from moalign.moo import RULES
+        from moalign.data import LEFTOVER_RULES
+        from moalign.moo import ADVANTAGE_RULES, RULES, get_rule
         from moalign.train.losses import LOSS_TYPES
 
+        if self.rule in ADVANTAGE_RULES:
+            raise ConfigError(f"rule {self.rule!r} combines per-token RL advantages, which DPO does not have: "
+                              f"use it with `moalign train rl`; DPO rules are {sorted(RULES)}")
         if self.rule not in RULES:
-            raise ValueError(f"unknown rule {self.rule!r}; rules are {sorted(RULES)}")
+            raise ConfigError(f"unknown rule {self.rule!r}; rules are {sorted(RULES)}")
+        try:
+            get_rule(self.rule, **self.rule_options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"rule_options {self.rule_options} for rule {self.rule!r}: {exc}") from None
+        if self.leftover not in LEFTOVER_RULES:
+            raise ConfigError(f"unknown leftover {self.leftover!r}; choose one of {LEFTOVER_RULES}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
+            raise ConfigError(f"unknown mixed_precision {self.mixed_precision!r}; use no, fp16 or bf16")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1 (or unset to train num_epochs), got {self.max_steps}")
+        for name in ("num_epochs", "learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("max_length", "max_prompt_length", "save_total_limit", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("logging_steps", "eval_steps", "save_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (never) or positive, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.resume_from is not None and self.overwrite_output_dir:
+            raise ConfigError("resume_from and overwrite_output_dir exclude each other")
         if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"unknown loss_type {self.loss_type!r}; choose one of {LOSS_TYPES}")
+            raise ConfigError(f"unknown loss_type {self.loss_type!r}; choose one of {LOSS_TYPES}")
         if self.reference not in ("auto", "adapter_disabled", "copy", "precomputed"):
-            raise ValueError(f"unknown reference {self.reference!r}; use auto, adapter_disabled, copy or precomputed")
+            raise ConfigError(f"unknown reference {self.reference!r}; use auto, adapter_disabled, copy or precomputed")
         if self.gradient_method not in ("auto", "per_pair", "autograd"):
-            raise ValueError(f"unknown gradient_method {self.gradient_method!r}; use auto, per_pair or autograd")
+            raise ConfigError(f"unknown gradient_method {self.gradient_method!r}; use auto, per_pair or autograd")
         if self.reference == "adapter_disabled" and not self.use_lora:
-            raise ValueError("reference 'adapter_disabled' needs use_lora: true")
+            raise ConfigError("reference 'adapter_disabled' needs use_lora: true")
         if self.objectives is not None and len(self.objectives) == 0:
-            raise ValueError("objectives is empty (K = 0): give at least one objective or leave it unset")
+            raise ConfigError("objectives is empty (K = 0): give at least one objective or leave it unset")
         if self.objectives is not None and len(set(self.objectives)) != len(self.objectives):
-            raise ValueError(f"duplicate names in objectives {self.objectives}")
+            raise ConfigError(f"duplicate names in objectives {self.objectives}")
         if self.task not in (None, "bundled", "synthetic"):
-            raise ValueError(f"unknown task {self.task!r}; use bundled or synthetic")
+            raise ConfigError(f"unknown task {self.task!r}; use bundled or synthetic")
         for name in ("per_device_batch_size", "gradient_accumulation_steps", "gram_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_prompt_length >= self.max_length:
-            raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be below max_length ({self.max_length})")
+            raise ConfigError(f"max_prompt_length ({self.max_prompt_length}) must be below max_length ({self.max_length})")
         if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
+            raise ConfigError(f"beta must be positive, got {self.beta}")
         if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+            raise ConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
 
     @property
     def reference_mode(self) -> str:
@@ -144,6 +185,3 @@ class MultiObjectiveDPOConfig:
             return self.reference
         return "adapter_disabled" if self.use_lora else "precomputed"
 
-
-MODPOConfig = MultiObjectiveDPOConfig
-"""Short alias. Not Zhou et al.'s MODPO (a margin-based baseline), which is a separate method."""

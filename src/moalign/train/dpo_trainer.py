@@ -1,101 +1,86 @@
 """Multi-objective DPO on top of ``accelerate``: per-objective losses from one forward, one combination rule.
 
-Each optimizer step:
+Every optimizer step updates along ``sum_k w_k grad L_k``, where ``L_k`` is objective k's mean loss over
+the step's labelled pairs (all micro-batches, all processes), and the rule is called once on the step's
+statistics:
 
-1. one policy forward on both responses of every pair (shared by all objectives) and reference log-probs;
-2. K per-objective DPO losses (ties and absent labels masked);
-3. if the rule needs the Gram (MGDA family, PCGrad, CAGrad) and this is a refresh step: K gradients as
-   vector-Jacobian products of that one graph, their K x K Gram, the rule's weights, and the weighted
-   direction written into ``.grad``; otherwise one backward pass of ``sum_k w_k L_k`` (weights from the
-   rule, or reused from the last refresh when ``gram_every > 1``);
+1. the step's pairs are drawn (``moalign.data.StepSampler``) and collated; the number of pairs each
+   objective labels, ``N_k``, is summed over processes;
+2. a Gram rule at a refresh step: each micro-batch's forward feeds a gradient collector
+   (``moalign.train.collectors``) with its losses and shares ``n_km / N_k``; the reduced Gram and the
+   step losses give the weights, and the collector writes the combined direction into ``.grad``;
+3. otherwise the weights come first (cached from the last refresh, the preference, or the rule on the
+   step's losses / representation Gram, gathered by a pass before the backward when the step has
+   several micro-batches) and each micro-batch backpropagates ``sum_k w_k n_km / N_k L_km``;
 4. clip, optimizer and scheduler step; log; evaluate and checkpoint at the configured intervals.
-
-Across processes the Gram never needs a whole gradient in one place: data-parallel ranks reduce-scatter
-each objective's gradient, FSDP2 ranks already hold shards, and either way the K x K Gram is an
-all-reduce of the shards' Grams (``moalign.train.sharded``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from moalign.config import config_to_dict
-from moalign.data import PreferenceCollator, PreferenceDataset
+from moalign.data import PreferenceCollator, PreferenceDataset, StepSampler, load_training_data
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, sequence_logprobs
-from moalign.moo import ObjectiveStats, get_rule
+from moalign.moo import Needs, ObjectiveStats, get_rule
 from moalign.preference import normalize_preference
-from moalign.storage import write_json_atomic
-from moalign.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from moalign.train.data import load_training_data
-from moalign.train.dpo_config import MultiObjectiveDPOConfig
-from moalign.train.gradients import (
-    NonFiniteError,
-    accumulate_direction,
-    check_grads_finite,
-    gram_from_grads,
-    per_objective_grads,
+from moalign.train.base import TrainerBase
+from moalign.train.collectors import (
+    AutogradCollector,
+    GradientCollector,
+    PerPairCollector,
+    RepresentationCollector,
+    ShardedCollector,
+    StepGeometry,
 )
-from moalign.train.losses import ObjectiveLosses, objective_losses, pair_margins
-from moalign.train.per_pair import PerPairGradients, pair_gram, per_pair_from_sequences
+from moalign.train.dpo_config import MultiObjectiveDPOConfig
+from moalign.train.gradients import NonFiniteError
+from moalign.train.losses import ObjectiveLosses, label_counts, objective_losses, pair_margins
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
-from moalign.train.sharded import all_gather_as, reduce_scatter_flat, sharded_gram
+from moalign.train.step import StepTotals, gram_diagnostics, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
-
-def _allow_new_mixed_precision(mixed_precision: str) -> None:
-    """accelerate keeps one process-wide ``AcceleratorState`` and refuses a second ``Accelerator`` with another
-    precision, so a notebook could not train in bf16 after fp32. Forget that state (not the distributed
-    ``PartialState``, which stays) when the precision changes."""
-    from accelerate.state import AcceleratorState
-
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
+NO_LABELS = "no objective has a strictly labelled pair in this step"
 
 
-class MultiObjectiveDPOTrainer:
-    """Train one policy on K objectives' preference pairs with a combination rule from ``moalign.moo``.
+class MultiObjectiveDPOTrainer(TrainerBase):
+    """Train one policy on K objectives' preference pairs with a weight rule from ``moalign.moo``.
 
-    Pass a config and, optionally, a model/tokenizer and datasets already in memory; anything not
-    given is loaded as the config says. ``train()`` runs (or resumes) training and saves the final
-    model; ``evaluate()`` reports per-objective held-out preference accuracy and margins.
+    Pass a config and, optionally, a model, its tokenizer (``processing_class``, or ``tokenizer`` as an
+    alias) and datasets already in memory; anything not given is loaded as the config says. ``train()``
+    runs (or resumes) training and saves the final model; ``evaluate()`` reports per-objective held-out
+    preference accuracy and margins.
     """
+
+    tracker_project = "moalign-dpo"
 
     def __init__(
         self,
         config: MultiObjectiveDPOConfig,
         *,
         model: torch.nn.Module | None = None,
+        processing_class: Any = None,
         tokenizer: Any = None,
         train_dataset: PreferenceDataset | None = None,
         eval_dataset: PreferenceDataset | None = None,
     ):
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        _allow_new_mixed_precision(config.mixed_precision)
-        self.accelerator = Accelerator(
-            gradient_accumulation_steps=1,  # accumulation is done here: per-objective gradients need it
-            mixed_precision=config.mixed_precision,
-            log_with=config.report_to or None,
-            project_dir=str(self.output_dir),
-        )
+        if processing_class is not None and tokenizer is not None:
+            raise ValueError("give the tokenizer once: processing_class= (tokenizer= is its alias)")
+        super().__init__(config)
         set_seed(config.seed)
         if train_dataset is None:
-            train_dataset, loaded_eval = load_training_data(config)
+            train_dataset, loaded_eval = load_training_data(config, self._task_data())
             eval_dataset = eval_dataset if eval_dataset is not None else loaded_eval
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.objectives = tuple(train_dataset.objectives)
@@ -107,38 +92,45 @@ class MultiObjectiveDPOTrainer:
         )
         self.rule = get_rule(config.rule, **config.rule_options)
 
+        tokenizer = processing_class if processing_class is not None else tokenizer
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
         model = model if model is not None else load_model(config.model, dtype=config.dtype)
         if config.use_lora:
             model = add_lora(model, LoraSpec(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules))
         self.collator = PreferenceCollator(self.tokenizer, self.objectives, config.max_length, config.max_prompt_length)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.total_steps = config.max_steps or math.ceil(config.num_epochs * self.steps_per_epoch)
-        scheduler = get_scheduler(
-            config.lr_scheduler, optimizer, num_warmup_steps=int(config.warmup_ratio * self.total_steps),
-            num_training_steps=self.total_steps,
-        )
-        frozen = None
-        if config.reference_mode == "copy":
-            frozen = copy.deepcopy(model).eval().requires_grad_(False)
+        self.sampler = StepSampler(len(train_dataset), config.per_device_batch_size, config.gradient_accumulation_steps,
+                                   self.accelerator.num_processes, config.seed, config.leftover)
+        self.total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * self.sampler.steps_per_epoch))
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=config.learning_rate, weight_decay=config.weight_decay)
         # The scheduler stays unprepared: accelerate's wrapper steps it once per process per call, and
         # total_steps here already counts optimizer steps.
+        self.scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=int(config.warmup_ratio * self.total_steps),
+                                       num_training_steps=self.total_steps)
+        frozen = copy.deepcopy(model).eval().requires_grad_(False) if config.reference_mode == "copy" else None
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # FSDP2 replaces them by DTensors
         self._check_distributed_geometry()
-        self.scheduler = scheduler
         self.reference = ReferenceLogps(config.reference_mode, self.accelerator.unwrap_model(self.model),
                                         frozen=None if frozen is None else frozen.to(self.accelerator.device))
         if config.reference_mode == "precomputed":
             self._precompute_reference()
         self.cached_weights: torch.Tensor | None = None
-        self.per_pair = self._per_pair_gradients()
+        self.geometry = self._make_geometry()
+
+    def _task_data(self) -> PreferenceDataset | None:
+        if self.config.task is None:
+            return None
+        from moalign.models import resolve_model_path
+        from moalign.tasks import BundledTaskConfig, build_synthetic_task, load_or_build_bundled_task
+
+        task_config = BundledTaskConfig(seed=self.config.seed)
+        if self.config.task == "synthetic":
+            return build_synthetic_task(task_config)
+        return load_or_build_bundled_task(resolve_model_path(self.config.model), task_config)[0]
 
     def _check_distributed_geometry(self) -> None:
-        from accelerate.utils import DistributedType
-
-        if not self.rule.needs_gram:
+        if Needs.GRAM not in self.rule.needs:
             return
         kind = self.accelerator.distributed_type
         if kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
@@ -148,39 +140,25 @@ class MultiObjectiveDPOTrainer:
             raise ValueError(f"rule {self.config.rule!r} needs per-objective gradients, which DeepSpeed keeps inside its "
                              "optimizer: use FSDP2 or DDP for it, or a rule that needs only losses (e.g. linear)")
 
-    def _per_pair_gradients(self) -> PerPairGradients | None:
-        method = self.config.gradient_method
-        if method == "autograd" or not self.rule.needs_gram:
+    def _make_geometry(self) -> StepGeometry | None:
+        method, unwrapped = self.config.gradient_method, self.accelerator.unwrap_model(self.model)
+        if Needs.REPRESENTATION_GRAM in self.rule.needs:
+            return RepresentationCollector(unwrapped, self.objectives)
+        if Needs.GRAM not in self.rule.needs:
             return None
-        if self.accelerator.num_processes > 1:
-            if method == "per_pair":
-                raise ValueError("gradient_method per_pair runs in one process; use autograd with several")
-            return None
-        try:
-            return PerPairGradients(self.accelerator.unwrap_model(self.model))
-        except ValueError:
-            if method == "per_pair":
-                raise
-            return None
+        if method != "autograd" and self.accelerator.num_processes == 1:
+            try:
+                return PerPairCollector(unwrapped, self.objectives)
+            except ValueError:
+                if method == "per_pair":
+                    raise
+        elif method == "per_pair":
+            raise ValueError("gradient_method per_pair runs in one process; use autograd with several")
+        if self.accelerator.is_fsdp2:
+            return ShardedCollector(self.params, self.objectives, self.accelerator.num_processes)
+        return AutogradCollector(self.params, self.objectives)
 
     # ---- data -------------------------------------------------------------------------------------
-
-    @property
-    def pairs_per_step(self) -> int:
-        c = self.config
-        return c.per_device_batch_size * c.gradient_accumulation_steps * self.accelerator.num_processes
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.train_dataset) / self.pairs_per_step))
-
-    def micro_batch_indices(self, step: int, micro: int) -> list[int]:
-        """The pair indices this process trains on at ``(step, micro)``: a seeded permutation per epoch."""
-        epoch, offset = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(len(self.train_dataset), generator=torch.Generator().manual_seed(self.config.seed + epoch))
-        size = self.config.per_device_batch_size
-        start = offset * self.pairs_per_step + (micro * self.accelerator.num_processes + self.accelerator.process_index) * size
-        return order[start:start + size].tolist()
 
     def make_batch(self, dataset: PreferenceDataset, index: list[int]) -> dict[str, torch.Tensor]:
         batch = self.collator([dataset[i] for i in index])
@@ -202,191 +180,150 @@ class MultiObjectiveDPOTrainer:
 
     # ---- one step ---------------------------------------------------------------------------------
 
-    def objective_losses(self, model: torch.nn.Module, dataset: PreferenceDataset, index: list[int], split: str) -> ObjectiveLosses:
-        """Per-objective DPO losses of one batch (policy forward + reference log-probs)."""
-        batch = self.make_batch(dataset, index)
+    def objective_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: list[int], split: str) -> ObjectiveLosses:
+        """Per-objective DPO losses of one collated batch (policy forward + reference log-probs)."""
         with self.accelerator.autocast():
             policy = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
         reference = self.reference(batch, index, split)
         margins = pair_margins(policy, reference)  # float32 or wider: sequence_logprobs upcasts half precision
         return objective_losses(margins, batch["labels"], batch["label_mask"], beta=self.config.beta, loss_type=self.config.loss_type)
 
-    def _check_losses(self, out: ObjectiveLosses, step: int) -> None:
+    def _forward(self, model: torch.nn.Module, micro: tuple[list[int], dict[str, torch.Tensor]], step: int) -> ObjectiveLosses:
+        out = self.objective_losses(model, micro[1], micro[0], "train")
         for name, value in zip(self.objectives, out.losses.detach()):
             if not torch.isfinite(value):
                 raise NonFiniteError(f"step {step}: the loss of objective {name!r} is {value.item()}")
+        return out
 
-    def _exact_step(self, step: int) -> tuple[torch.Tensor, ObjectiveLosses, dict[str, Any]]:
-        """Exact per-objective geometry (accumulated over micro-batches), the rule's weights, ``.grad`` set."""
-        if self.per_pair is not None:
-            collect = self._collect_per_pair
-        elif self.accelerator.is_fsdp2:
-            collect = self._collect_sharded
-        else:
-            collect = self._collect_autograd
-        gram, loss_sum, counts, parts, apply = collect(step)
+    def _reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum over processes (float64 on the CPU)."""
+        if self.accelerator.num_processes == 1:
+            return tensor
+        return self.accelerator.reduce(tensor.to(self.accelerator.device), "sum").cpu()
+
+    def _stats(self, totals: StepTotals, counts: torch.Tensor, gram: torch.Tensor | None = None) -> ObjectiveStats:
+        return ObjectiveStats(losses=totals.means(counts)[0], gram=gram, preference=self.preference, present=counts > 0)
+
+    def _gram_step(self, step: int, micros: list, counts: torch.Tensor) -> tuple[torch.Tensor, StepTotals, dict]:
+        """Refresh step of a Gram rule: the collector accumulates the step's K gradients and writes the update."""
+        geometry: GradientCollector = self.geometry
+        model = self.model if isinstance(geometry, ShardedCollector) else self.accelerator.unwrap_model(self.model)
+        geometry.begin(counts > 0)
+        totals = StepTotals(len(self.objectives))
+        for micro in micros:
+            with geometry.capture():
+                out = self._forward(model, micro, step)
+            geometry.add(out, out.counts.detach().double().cpu() / counts.clamp_min(1))
+            totals.add(out)
+        gram = geometry.gram()
+        geometry.check_finite(gram, step)
+        totals.reduce(self._reduce)
+        combination = self.rule.combine(self._stats(totals, counts, gram))
+        geometry.apply(combination.weights)
+        return combination.weights, totals, {**combination.info, **gram_diagnostics(gram, self.objectives)}
+
+    def _weights_from_statistics(self, step: int, micros: list, counts: torch.Tensor, refresh: bool,
+                                 totals: StepTotals) -> tuple[torch.Tensor, dict, ObjectiveLosses | None, list | None]:
+        """The rule on this step's losses (and, for MGDA-UB, representation Gram), before any backward.
+
+        Returns the weights, their diagnostics, and either the one micro-batch's forward with its graph
+        (kept for the backward) or each micro-batch's random state, so that the backward pass repeats
+        every forward with the same dropout masks.
+        """
         present = counts > 0
-        for k in present.nonzero()[:, 0].tolist():
-            if not torch.isfinite(gram[k, k]):
-                raise NonFiniteError(f"step {step}: the gradient of objective {self.objectives[k]!r} is not finite")
-        stats = ObjectiveStats(losses=loss_sum / counts.clamp_min(1), gram=gram, preference=self.preference, present=present)
-        combination = self.rule.combine(stats)
-        apply(combination.weights)
-        self.cached_weights = combination.weights.clone()
-        return combination.weights, self._merge(parts), {"gram_condition": combination.info.get("gram_condition")}
+        representation = refresh and isinstance(self.geometry, RepresentationCollector)
+        if representation:
+            self.geometry.begin(present)
+        keep = len(micros) == 1
+        kept, states = None, []
+        for micro in micros:
+            states.append(rng_state(self.accelerator.device))
+            model = self.model if keep else self.accelerator.unwrap_model(self.model)
+            capture = self.geometry.capture() if representation else contextlib.nullcontext()
+            with capture, torch.set_grad_enabled(keep or representation):
+                out = self._forward(model, micro, step)
+            if representation:
+                self.geometry.add(out, out.counts.detach().double().cpu() / counts.clamp_min(1))
+            totals.add(out)
+            kept = out if keep else None
+        totals.reduce(self._reduce)
+        info: dict[str, Any] = {}
+        gram = None
+        if representation:
+            gram = self.geometry.gram()
+            self.geometry.check_finite(gram, step)
+            info.update(gram_diagnostics(gram, self.objectives))
+        combination = self.rule.combine(self._stats(totals, counts, gram))
+        info.update(combination.info)
+        return combination.weights, info, kept, None if keep else states
 
-    def _micro_batches(self, step: int, model: torch.nn.Module, capture: Any = None):
-        for micro in range(self.config.gradient_accumulation_steps):
-            with capture() if capture is not None else contextlib.nullcontext():
-                out = self.objective_losses(model, self.train_dataset, self.micro_batch_indices(step, micro), "train")
-            self._check_losses(out, step)
-            yield out
-
-    def _collect_autograd(self, step: int):
-        """K vector-Jacobian products of each micro-batch's graph. Across processes each objective's gradient
-        is reduce-scattered (each rank keeps a slice), the Gram is an all-reduce of the slices' K x K Grams, and
-        only the combined direction is gathered."""
-        k = len(self.objectives)
-        model = self.accelerator.unwrap_model(self.model)  # gradients are reduced by hand, not by DDP hooks
-        grads: list[list[torch.Tensor] | None] = [None] * k
-        parts = []
-        for out in self._micro_batches(step, model):
-            present = out.present.nonzero()[:, 0].tolist()
-            for i, g in zip(present, per_objective_grads(out.losses, self.params, present)):
-                n = float(out.counts[i])
-                grads[i] = [n * t for t in g] if grads[i] is None else [a + n * t for a, t in zip(grads[i], g)]
-            parts.append(out)
-        loss_sum, counts = self._totals(parts)
-        idx = (counts > 0).nonzero()[:, 0].tolist()
-        summed = [grads[i] if grads[i] is not None else [torch.zeros_like(p) for p in self.params] for i in idx]
-        gram = torch.zeros(k, k, dtype=torch.float64)
-        if not idx:
-            return gram, loss_sum, counts, parts, lambda weights: None
-        at = (torch.tensor(idx)[:, None], torch.tensor(idx)[None, :])
-        if self.accelerator.num_processes == 1:
-            active = [[t / counts[i].item() for t in g] for i, g in zip(idx, summed)]
-            check_grads_finite(active, [self.objectives[i] for i in idx], step)
-            gram[at] = gram_from_grads(active)
-            return gram, loss_sum, counts, parts, lambda weights: accumulate_direction(self.params, active, weights[idx])
-        shards = [reduce_scatter_flat(g) / counts[i].item() for i, g in zip(idx, summed)]
-        gram[at] = sharded_gram([[s] for s in shards])
-
-        def apply(weights: torch.Tensor) -> None:
-            direction = sum(float(w) * s for w, s in zip(weights[idx], shards))
-            accumulate_direction(self.params, [all_gather_as(direction, self.params)], torch.ones(1))
-
-        return gram, loss_sum, counts, parts, apply
-
-    def _totals(self, parts: list[ObjectiveLosses]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per objective, the sum of pair losses and the number of pairs, over micro-batches and processes."""
-        loss_sum = sum(out.losses.detach().double().cpu() * out.counts.double().cpu() for out in parts)
-        counts = sum(out.counts.double().cpu() for out in parts)
-        if self.accelerator.num_processes == 1:
-            return loss_sum, counts
-        device = self.accelerator.device
-        return (self.accelerator.reduce(loss_sum.to(device), "sum").cpu(),
-                self.accelerator.reduce(counts.to(device), "sum").cpu())
-
-    def _collect_sharded(self, step: int):
-        """FSDP2: one backward per objective through the sharded model; each rank keeps its shard of every
-        objective's gradient, and the Gram is an all-reduce of the shards' K x K Grams (moalign.train.sharded).
-
-        Every rank runs all K backward passes in the same order (they hold collectives), also for an
-        objective absent from its own pairs, whose loss is then a zero that still spans the graph."""
-        k = len(self.objectives)
-        shards: list[list[torch.Tensor] | None] = [None] * k
-        parts = []
-        for out in self._micro_batches(step, self.model):
-            anchor = 0.0 * out.margins.sum()
-            for i in range(k):
-                (out.losses[i] * out.counts[i] + anchor).backward(retain_graph=i < k - 1)
-                grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in self.params]
-                shards[i] = grads if shards[i] is None else [a + g for a, g in zip(shards[i], grads)]
-                for p in self.params:
-                    p.grad = None
-            parts.append(out)
-        loss_sum, counts = self._totals(parts)
-        # FSDP averages gradients over ranks; each rank's loss was a sum over its pairs of objective i.
-        scale = self.accelerator.num_processes / counts.clamp_min(1)
-        grads = [[g * float(scale[i]) for g in shards[i]] for i in range(k)]
-        gram = sharded_gram(grads)
-        idx = (counts > 0).nonzero()[:, 0].tolist()
-
-        def apply(weights: torch.Tensor) -> None:
-            accumulate_direction(self.params, [grads[i] for i in idx], weights[idx])
-
-        return gram, loss_sum, counts, parts, apply
-
-    def _collect_per_pair(self, step: int):
-        """One backward per micro-batch: per-pair gradients J and cotangents U; Gram = U J J^T U^T."""
-        k = len(self.objectives)
-        model = self.accelerator.unwrap_model(self.model)
-        pair_grads, cotangents, parts = [], [], []
-        for out in self._micro_batches(step, model, self.per_pair.capture):
-            u = torch.zeros(k, out.margins.shape[0], dtype=torch.float64)
-            for i in out.present.nonzero()[:, 0].tolist():
-                (du,) = torch.autograd.grad(out.losses[i], out.margins, retain_graph=True)
-                u[i] = du.double().cpu() * float(out.counts[i])
-            torch.autograd.grad(out.margins.sum(), self.per_pair.params, allow_unused=True)  # fills the hooks
-            pair_grads.append(per_pair_from_sequences(self.per_pair.per_sequence(), out.margins.shape[0]))
-            cotangents.append(u)
-            parts.append(out)
-        loss_sum, counts = self._totals(parts)
-        u = torch.cat(cotangents, dim=1) / counts.clamp_min(1)[:, None]
-        jac = [torch.cat([part[j] for part in pair_grads]) for j in range(len(self.per_pair.params))]
-        gram = u @ pair_gram(jac) @ u.T
-
-        def apply(weights: torch.Tensor) -> None:
-            coefficients = (u.T @ weights).to(torch.float32)
-            for p, g in zip(self.per_pair.params, jac):
-                update = torch.einsum("b,boi->oi", coefficients.to(g.device), g).to(p.dtype)
-                p.grad = update if p.grad is None else p.grad + update
-
-        return gram, loss_sum, counts, parts, apply
-
-    def _scalarised_step(self, step: int) -> tuple[torch.Tensor, ObjectiveLosses, dict[str, Any]]:
-        """One backward pass of ``sum_k w_k L_k`` per micro-batch."""
-        parts, weights = [], None
-        accum = self.config.gradient_accumulation_steps
-        for micro in range(accum):
-            out = self.objective_losses(self.model, self.train_dataset, self.micro_batch_indices(step, micro), "train")
-            self._check_losses(out, step)
-            if self.rule.needs_gram:  # reuse the weights of the last refresh
-                weights = self.cached_weights * out.present.cpu()
+    def _weighted_step(self, step: int, micros: list, counts: torch.Tensor, refresh: bool) -> tuple[torch.Tensor, StepTotals, dict]:
+        """Weights first, then one backward of ``sum_k w_k n_km / N_k L_km`` per micro-batch."""
+        present = counts > 0
+        totals = StepTotals(len(self.objectives))
+        info: dict[str, Any] = {}
+        kept, replay, counted = None, None, False
+        if self.rule.needs_gram and not refresh:
+            weights = self.cached_weights * present
+        elif not self.rule.needs:
+            weights = self.rule.combine(ObjectiveStats(preference=self.preference, present=present)).weights
+        else:
+            weights, info, kept, replay = self._weights_from_statistics(step, micros, counts, refresh, totals)
+            counted = True
+        scale = self.accelerator.num_processes  # DDP and FSDP average gradients over processes
+        for m, micro in enumerate(micros):
+            if kept is not None:
+                out = kept
             else:
-                stats = ObjectiveStats(losses=out.losses.detach().cpu(), preference=self.preference, present=out.present.cpu())
-                weights = self.rule.combine(stats).weights
-            total = (weights.to(out.losses.device, out.losses.dtype) * out.losses).sum() / accum
-            self.accelerator.backward(total)
-            parts.append(out)
-        return weights, self._merge(parts), {}
+                if replay is not None:
+                    set_rng_state(replay[m], self.accelerator.device)
+                out = self._forward(self.model, micro, step)
+                if not counted:
+                    totals.add(out)
+            shares = out.counts.detach().double().cpu() / counts.clamp_min(1) * weights * scale
+            loss = (shares.to(out.losses.device, out.losses.dtype) * out.losses).sum()
+            sync = m == len(micros) - 1  # gradients are reduced over processes once, after the last micro-batch
+            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
+                self.accelerator.backward(loss)
+        if not counted:
+            totals.reduce(self._reduce)
+        return weights, totals, info
 
-    @staticmethod
-    def _merge(parts: list[ObjectiveLosses]) -> ObjectiveLosses:
-        counts = sum(p.counts for p in parts)
-        denom = counts.clamp_min(1)
-        mean = lambda attr: sum(getattr(p, attr).detach() * p.counts for p in parts) / denom  # noqa: E731
-        return ObjectiveLosses(mean("losses"), counts, mean("accuracy"), mean("margin"))
-
-    def training_step(self, step: int) -> dict[str, float]:
-        """One optimizer step; returns the metrics to log."""
+    def training_step(self, step: int) -> dict[str, Any]:
+        """One optimizer step; returns the metrics to log (``skipped`` with a reason when nothing is labelled)."""
         self.model.train()
+        rank = self.accelerator.process_index
+        micros = []
+        for m in range(self.config.gradient_accumulation_steps):
+            index = self.sampler.indices(step, m, rank)
+            micros.append((index, self.make_batch(self.train_dataset, index)))
+        local = sum(label_counts(b["labels"], b["label_mask"]).double().cpu() for _, b in micros)
+        counts = self._reduce(local)
+        if not counts.any():
+            return {"skipped": NO_LABELS}
         refresh = self.rule.needs_gram and (self.cached_weights is None or step % self.config.gram_every == 0)
-        weights, out, info = (self._exact_step if refresh else self._scalarised_step)(step)
+        if refresh and isinstance(self.geometry, GradientCollector):
+            weights, totals, info = self._gram_step(step, micros, counts)
+        else:
+            weights, totals, info = self._weighted_step(step, micros, counts, refresh)
+        if refresh:
+            self.cached_weights = weights.clone()
         grad_norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         if not torch.isfinite(torch.as_tensor(grad_norm)):
             raise NonFiniteError(f"step {step}: the combined gradient is not finite")
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        metrics = {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "exact_gradients": float(refresh)}
+        losses, accuracy, margin = totals.means(counts)
+        metrics: dict[str, Any] = {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                                   "exact_gradients": float(refresh)}
         for k, name in enumerate(self.objectives):
-            metrics[f"{name}/loss"] = float(out.losses[k])
-            metrics[f"{name}/accuracy"] = float(out.accuracy[k])
-            metrics[f"{name}/margin"] = float(out.margin[k])
+            metrics[f"{name}/loss"] = float(losses[k])
+            metrics[f"{name}/accuracy"] = float(accuracy[k])
+            metrics[f"{name}/margin"] = float(margin[k])
+            metrics[f"{name}/pairs"] = int(counts[k])
             metrics[f"{name}/weight"] = float(weights[k])
-        if info.get("gram_condition") is not None:
-            metrics["gram_condition"] = float(info["gram_condition"])
+        metrics.update({k: float(v) for k, v in info.items() if isinstance(v, (int, float)) and v is not None})
         return metrics
 
     # ---- evaluation, checkpoints, the loop ----------------------------------------------------------
@@ -401,95 +338,62 @@ class MultiObjectiveDPOTrainer:
         if self.config.reference_mode == "precomputed" and all(dataset is not d for d in (self.eval_dataset, self.train_dataset)):
             raise ValueError("with reference: precomputed, evaluate() works on the train and eval datasets only")
         self.model.eval()
-        parts = []
+        totals = StepTotals(len(self.objectives))
         size = self.config.per_device_batch_size * 2
-        starts = range(0, len(dataset), size)
-        for start in tqdm(starts, desc=f"eval[{split}]", leave=False, disable=not self.accelerator.is_main_process):
-            parts.append(self.objective_losses(self.model, dataset, list(range(start, min(start + size, len(dataset)))), split))
-        merged = self._merge(parts)
+        for start in tqdm(range(0, len(dataset), size), desc=f"eval[{split}]", leave=False,
+                          disable=not self.accelerator.is_main_process):
+            index = list(range(start, min(start + size, len(dataset))))
+            totals.add(self.objective_losses(self.model, self.make_batch(dataset, index), index, split))
+        losses, accuracy, margin = totals.means(totals.counts)
         return {
-            name: {"accuracy": float(merged.accuracy[k]), "margin": float(merged.margin[k]),
-                   "loss": float(merged.losses[k]), "pairs": int(merged.counts[k])}
+            name: {"accuracy": float(accuracy[k]), "margin": float(margin[k]), "loss": float(losses[k]),
+                   "pairs": int(totals.counts[k])}
             for k, name in enumerate(self.objectives)
         }
 
-    def save_checkpoint(self, step: int) -> Path:
-        self.accelerator.wait_for_everyone()
-        path = self.output_dir / f"checkpoint-{step}"
-        save_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
-                        scheduler=self.scheduler, step=step, write=self.accelerator.is_main_process,
-                        extra={"rule": self.rule.state_dict(),
-                               "cached_weights": None if self.cached_weights is None else self.cached_weights.tolist()})
-        if self.accelerator.is_main_process:
-            kept = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-            for old in kept[: max(0, len(kept) - self.config.save_total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        return path
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"rule": self.rule.state_dict(), "sampler": self.sampler.state_dict(),
+                "cached_weights": None if self.cached_weights is None else self.cached_weights.tolist()}
 
-    def _resume(self, resume_from: str | Path | bool) -> int:
-        path = latest_checkpoint(self.output_dir) if resume_from in (True, "latest") else Path(resume_from)
-        if path is None:
-            logger.info("no checkpoint in %s; starting from scratch", self.output_dir)
-            return 0
-        state = load_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer, scheduler=self.scheduler)
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        if state.get("sampler") not in (None, self.sampler.state_dict()):
+            raise ValueError(f"the checkpoint drew its pairs as {state['sampler']}, this run as {self.sampler.state_dict()}: "
+                             "the data or batch layout changed")
         self.rule.load_state_dict(state.get("rule") or {})
         cached = state.get("cached_weights")
         self.cached_weights = None if cached is None else torch.tensor(cached, dtype=torch.float64)
-        logger.info("resumed from %s at step %d", path, state["step"])
-        return int(state["step"])
 
-    def train(self, resume_from: str | Path | bool | None = None) -> dict[str, Any]:
-        """Train to ``total_steps`` (resuming from a checkpoint if asked) and save the final model."""
+    def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
+        """Train to ``total_steps`` (resuming from ``resume_from`` or the config's) and save the final model."""
         c = self.config
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        start = self._resume(resume_from) if resume_from else 0
-        if c.report_to:
-            self.accelerator.init_trackers("moalign-dpo", config={k: str(v) for k, v in config_to_dict(c).items()})
+        start = self.start_step(resume_from or c.resume_from, self.total_steps)
+        self.init_trackers()
         before = self.evaluate() if start == 0 and c.eval_before else None
-        log_path = self.output_dir / "log.jsonl"
         bar = tqdm(total=self.total_steps, initial=start, desc=f"dpo[{c.rule}]", disable=not self.accelerator.is_main_process)
-        started = time.time()
+        started, skipped = time.time(), 0
         for step in range(start, self.total_steps):
             metrics = self.training_step(step)
             bar.update(1)
             done = step + 1
-            if c.logging_steps and (done % c.logging_steps == 0 or done == self.total_steps):
-                self._log({"step": done, **metrics}, log_path)
+            if "skipped" in metrics:
+                skipped += 1
+                logger.warning("step %d skipped: %s", step, metrics["skipped"])
+                self.log({"step": done, **metrics})
+            elif c.logging_steps and (done % c.logging_steps == 0 or done == self.total_steps):
+                self.log({"step": done, **metrics})
                 bar.set_postfix({f"{n[:8]}_acc": f"{metrics[f'{n}/accuracy']:.2f}" for n in self.objectives})
             if c.eval_steps and done % c.eval_steps == 0 and done != self.total_steps:
-                self._log({"step": done, "eval": self.evaluate()}, log_path)
+                self.log({"step": done, "eval": self.evaluate()})
             if c.save_steps and done % c.save_steps == 0:
                 self.save_checkpoint(done)
         bar.close()
         after = self.evaluate()
         summary = {"objectives": list(self.objectives), "rule": c.rule, "steps": self.total_steps,
-                   "processes": self.accelerator.num_processes,
+                   "skipped_steps": skipped, "processes": self.accelerator.num_processes,
                    "distributed": self.accelerator.distributed_type.value, "resumed_at_step": start,
                    "train_pairs": len(self.train_dataset), "eval_before": before, "eval_after": after,
                    "seconds": round(time.time() - started, 1), "config": config_to_dict(c)}
-        self._log({"step": self.total_steps, "eval": after}, log_path)
-        self.save_final(summary)
+        self.log({"step": self.total_steps, "eval": after})
+        self.save_final(self.tokenizer, summary)
         self.accelerator.end_training()
         return summary
-
-    def _log(self, record: dict[str, Any], path: Path) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-        flat = {k: v for k, v in record.items() if isinstance(v, (int, float))}
-        if self.config.report_to and flat:
-            self.accelerator.log(flat, step=record["step"])
-
-    def save_final(self, summary: dict[str, Any]) -> Path:
-        """``output_dir/final``: ``save_pretrained`` of the adapter (or model) and tokenizer, plus a summary."""
-        self.accelerator.wait_for_everyone()
-        final = self.output_dir / "final"
-        # Under FSDP2 the full weights are gathered (every rank takes part) before rank 0 writes them.
-        state_dict = self.accelerator.get_state_dict(self.model) if self.accelerator.is_fsdp2 else None
-        if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(final, state_dict=state_dict)
-            self.tokenizer.save_pretrained(final)
-            write_json_atomic(final / "moalign_training.json", summary)
-        return final

@@ -49,6 +49,11 @@ def pair_margins(policy_logps: torch.Tensor, reference_logps: torch.Tensor) -> t
     return ratio[:n] - ratio[n:]
 
 
+def label_counts(labels: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+    """``(K,)`` how many pairs of a batch each objective labels strictly (ties and absent labels excluded)."""
+    return (label_mask & (labels != 0)).sum(0)
+
+
 def objective_losses(
     margins: torch.Tensor,
     labels: torch.Tensor,

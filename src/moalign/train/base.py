@@ -1,0 +1,214 @@
+"""What every moalign trainer shares: accelerate set-up, the output folder, checkpoints, resume, logs, final save.
+
+A trainer (DPO, RL, reward model) subclasses :class:`TrainerBase`, builds ``self.model``,
+``self.optimizer`` and ``self.scheduler``, and implements its step and loop. The base keeps the
+rules that make a run safe to kill and restart:
+
+* ``output_dir`` is checked writable before any model is loaded, and one that already holds a run is
+  refused when training starts unless the run resumes it or overwrites it;
+* checkpoints (``checkpoint-<step>``, atomic, safetensors + JSON) carry the config, and a resume
+  refuses a config whose result-changing settings differ, naming them;
+* only checkpoints named ``checkpoint-<step>`` are rotated; any other folder is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from moalign.config import ConfigError, config_to_dict
+from moalign.storage import write_json_atomic
+from moalign.train.checkpoint import CHECKPOINT_PATTERN, CheckpointError, load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+#: Config keys that may differ between a run and its resumption: they change what is logged or saved, not
+#: the weights. Any other difference is refused.
+RESUMABLE_CHANGES = frozenset({
+    "output_dir", "logging_steps", "eval_steps", "save_steps", "save_total_limit", "report_to", "eval_before",
+    "resume_from", "overwrite_output_dir",
+})
+RUN_FILES = ("final", "log.jsonl")
+
+
+def reset_accelerate_precision(mixed_precision: str | None) -> None:
+    """accelerate keeps one process-wide ``AcceleratorState`` and refuses a second ``Accelerator`` with another
+    precision, so a notebook could not train in bf16 after fp32. Forget that state (not the distributed
+    ``PartialState``, which stays) when the precision changes."""
+    from accelerate.state import AcceleratorState
+
+    if mixed_precision is None:
+        return
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``checkpoint-<step>`` folder, oldest first; other folders are ignored."""
+    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
+             if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+def holds_run(output_dir: Path) -> bool:
+    """Whether ``output_dir`` has a checkpoint, a final model or a training log."""
+    return bool(checkpoints(output_dir)) or any((output_dir / name).exists() for name in RUN_FILES)
+
+
+def check_writable(output_dir: Path) -> None:
+    """Create ``output_dir`` and write a probe file in it, so a run cannot train for hours and then fail to save."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output_dir {output_dir} exists and is not a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"output_dir {output_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def claim_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``output_dir`` that holds a run unless resuming it or overwriting it (its run files are removed)."""
+    if not holds_run(output_dir) or resume:
+        return
+    if not overwrite:
+        raise ConfigError(f"output_dir {output_dir} already holds a run; pass --resume to continue it or "
+                          "--overwrite to replace it (or choose another output_dir)")
+    for _, path in checkpoints(output_dir):
+        shutil.rmtree(path)
+    for name in RUN_FILES:
+        target = output_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Config keys whose values differ and that change the result of training."""
+    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
+    return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+class TrainerBase:
+    """Accelerator, output folder, checkpoints, resume, JSONL + tracker logs and the final save.
+
+    Subclasses set ``tracker_project``, build ``model``, ``optimizer`` and ``scheduler``, and may add
+    their own state to checkpoints through :meth:`checkpoint_state` / :meth:`load_checkpoint_state`.
+    """
+
+    tracker_project = "moalign"
+
+    def __init__(self, config: Any, *, gradient_accumulation_steps: int = 1):
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        check_writable(self.output_dir)
+        reset_accelerate_precision(config.mixed_precision)
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            mixed_precision=config.mixed_precision,  # None: the accelerate config's (or env's) choice
+            log_with=config.report_to or None,
+            project_dir=str(self.output_dir),
+        )
+        self.log_path = self.output_dir / "log.jsonl"
+
+    # ---- hooks for subclasses -----------------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """JSON-serialisable trainer state beyond model, optimizer, scheduler and RNG."""
+        return {}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`checkpoint_state` saved."""
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+
+    def save_checkpoint(self, step: int) -> Path:
+        """Write ``checkpoint-<step>`` (every process takes part; the main one writes) and rotate old ones."""
+        self.accelerator.wait_for_everyone()
+        path = self.output_dir / f"checkpoint-{step}"
+        extra = {"config": config_to_dict(self.config), **self.checkpoint_state()}
+        save_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+                        scheduler=self.scheduler, step=step, write=self.accelerator.is_main_process, extra=extra)
+        if self.accelerator.is_main_process:
+            kept = checkpoints(self.output_dir)
+            for _, old in kept[: max(0, len(kept) - self.config.save_total_limit)]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def start_step(self, resume_from: str | Path | bool | None, total_steps: int) -> int:
+        """Claim the output folder and, when resuming, restore the checkpoint; return the step to start from."""
+        claim_output_dir(self.output_dir, resume=bool(resume_from), overwrite=self.config.overwrite_output_dir)
+        return self.resume(resume_from, total_steps) if resume_from else 0
+
+    def resume(self, resume_from: str | Path | bool, total_steps: int) -> int:
+        """Restore the latest (``"latest"``) or a given checkpoint; return its step (0 when there is none yet)."""
+        if resume_from in ("latest", True):
+            found = checkpoints(self.output_dir)
+            if not found:
+                if holds_run(self.output_dir):
+                    raise CheckpointError(f"nothing to resume in {self.output_dir}: it holds a run but no "
+                                          "checkpoint-<step> (pass --overwrite to start again)")
+                logger.info("no checkpoint in %s; starting from scratch", self.output_dir)
+                return 0
+            path = found[-1][1]
+        else:
+            path = Path(resume_from)
+        try:
+            saved = json.loads((path / "trainer_state.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        if "config" in saved:
+            changed = changed_settings(saved["config"], config_to_dict(self.config))
+            if changed:
+                detail = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {config_to_dict(self.config).get(k)!r}" for k in changed)
+                raise ConfigError(f"checkpoint {path} was trained with other settings ({detail}); resume with the "
+                                  "same settings, or start a new run in another output_dir")
+        if int(saved.get("step", 0)) > total_steps:
+            raise CheckpointError(f"checkpoint {path} is at step {saved['step']}, past this run's {total_steps} steps")
+        state = load_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+                                scheduler=self.scheduler)
+        self.load_checkpoint_state(state)
+        logger.info("resumed from %s at step %d", path, state["step"])
+        return int(state["step"])
+
+    # ---- logs and the final model -------------------------------------------------------------------
+
+    def init_trackers(self) -> None:
+        if self.config.report_to:
+            self.accelerator.init_trackers(self.tracker_project,
+                                           config={k: str(v) for k, v in config_to_dict(self.config).items()})
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (which has a ``step``) to ``log.jsonl`` and send its numbers to the trackers."""
+        if not self.accelerator.is_main_process:
+            return
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        flat = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+        if self.config.report_to and flat:
+            self.accelerator.log(flat, step=record["step"])
+
+    def save_final(self, tokenizer: Any, summary: dict[str, Any]) -> Path:
+        """``output_dir/final``: ``save_pretrained`` of the adapter (or model) and tokenizer, plus a summary."""
+        self.accelerator.wait_for_everyone()
+        final = self.output_dir / "final"
+        # Under FSDP2 the full weights are gathered (every process takes part) before the main one writes.
+        state_dict = self.accelerator.get_state_dict(self.model) if self.accelerator.is_fsdp2 else None
+        if self.accelerator.is_main_process:
+            self.accelerator.unwrap_model(self.model).save_pretrained(final, state_dict=state_dict)
+            tokenizer.save_pretrained(final)
+            write_json_atomic(final / "moalign_training.json", summary)
+        return final
+
+    def nonfinite_check(self, value: torch.Tensor, what: str, step: int) -> None:
+        """Stop with a message naming the step when ``value`` is NaN or infinite."""
+        from moalign.train.gradients import NonFiniteError
+
+        if not torch.isfinite(torch.as_tensor(value)).all():
+            raise NonFiniteError(f"step {step}: {what} is not finite")
