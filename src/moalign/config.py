@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from moalign.errors import MoalignError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(MoalignError, ValueError):
     """A config file or override that does not fit the config class."""
 
 
@@ -30,7 +32,13 @@ def _cast(value: Any, annotation: Any, key: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None
-        for option in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        listy = [a for a in options if typing.get_origin(a) in (list, tuple)]
+        if isinstance(value, str) and str in options and listy and not ("," in value or value.strip().startswith("[")):
+            return value  # "all-linear" stays a string; "a,b" and "[a, b]" become lists
+        # str accepts anything, so it is tried last: a list or number is never kept as its text
+        options.sort(key=lambda a: a is str)
+        for option in options:
             try:
                 return _cast(value, option, key)
             except ConfigError:
@@ -38,7 +46,12 @@ def _cast(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key}: {value!r} fits none of {annotation}")
     if origin in (list, tuple):
         items = value
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                items = yaml.safe_load(value)  # "[a, b]" on the command line, as YAML writes it
+            except yaml.YAMLError:
+                raise ConfigError(f"{key}: cannot read {value!r} as a list") from None
+        elif isinstance(value, str):
             items = [] if not value.strip() else [v.strip() for v in value.split(",")]
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -78,10 +91,12 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
         item = items[i]
         if not item.startswith("--"):
             raise ConfigError(f"expected --key value, got {item!r}")
-        key = item[2:].replace("-", "_")
+        key = item[2:]
         if "=" in key:
             key, value = key.split("=", 1)
+            key = key.replace("-", "_")  # only the key is normalised: values keep their dashes
         else:
+            key = key.replace("-", "_")
             if i + 1 >= len(items) or items[i + 1].startswith("--"):
                 raise ConfigError(f"--{key} needs a value")
             value = items[i + 1]

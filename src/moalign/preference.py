@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from moalign.errors import MoalignError
 
-class PreferenceError(ValueError):
+
+class PreferenceError(MoalignError, ValueError):
     """A preference vector that cannot be used: wrong length, unknown name, negative, NaN, all zero."""
 
 

@@ -17,6 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import run, two_processes
+
 CONFIG = """model: {model}
 task: synthetic
 objectives: [informative, warm]
@@ -31,17 +33,6 @@ output_dir: {out}
 FSDP2_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
              "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
 WORKER = Path(__file__).resolve().parent / "fsdp_cpu_worker.py"
-
-
-def run(args, cwd, **env):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **env}  # CPU as accelerate's launcher sets it
-    out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
-
-
-def two_processes(*args):
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args]
 
 
 def adapter(run_dir: Path) -> dict[str, torch.Tensor]:

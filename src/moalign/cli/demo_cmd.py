@@ -150,7 +150,7 @@ def train_and_compare(
             model=str(model_path), rule=rule, preference=preference, max_steps=steps,
             per_device_batch_size=4, learning_rate=1e-3 if args.tiny else 5e-4, beta=0.1, max_length=128,
             max_prompt_length=48, logging_steps=0, eval_before=i == 0, seed=config.seed,
-            output_dir=str(out / "models" / label.replace(":", "-")),
+            output_dir=str(out / "models" / label.replace(":", "-")), overwrite_output_dir=True,
         )
         trainer = MultiObjectiveDPOTrainer(run_config, train_dataset=train, eval_dataset=held_out)
         summary = trainer.train()

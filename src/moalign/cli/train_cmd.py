@@ -16,7 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Every key of MultiObjectiveDPOConfig can be set in the YAML file or as --key value.",
     )
     dpo.add_argument("--config", type=Path, help="YAML file of MultiObjectiveDPOConfig keys")
-    dpo.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint in output_dir (or a path)")
+    dpo.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                     help="resume from the latest checkpoint in output_dir (or the one given)")
+    dpo.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
     dpo.set_defaults(handler=run_dpo, accepts_overrides=True)
 
 
@@ -24,9 +26,14 @@ def run_dpo(args: argparse.Namespace) -> int:
     from moalign.config import load_config, parse_overrides
     from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
-    config = load_config(MultiObjectiveDPOConfig, args.config, parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    if args.resume:
+        overrides["resume_from"] = args.resume
+    if args.overwrite:
+        overrides["overwrite_output_dir"] = "true"
+    config = load_config(MultiObjectiveDPOConfig, args.config, overrides)
     trainer = MultiObjectiveDPOTrainer(config)
-    summary = trainer.train(resume_from=args.resume)
+    summary = trainer.train()
     if not trainer.accelerator.is_main_process:
         return 0
     print(json.dumps({"eval_before": summary["eval_before"], "eval_after": summary["eval_after"]}, indent=2))

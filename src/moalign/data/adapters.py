@@ -29,7 +29,7 @@ def _require(record: dict[str, Any], names: Sequence[str], row: int) -> None:
             raise DataError(f"missing column; the row has {sorted(record)}", row=row, field=name)
 
 
-def native(rows: Rows, *, tie_margin: float = 0.0, **_: Any) -> Converted:
+def native(rows: Rows, *, tie_margin: float = 0.0) -> Converted:
     """moalign's own form: ``prompt, response_a, response_b`` and ``labels``/``scores_a``/``scores_b``.
 
     Labels and scores are nested mappings (JSON, Parquet) or flat columns ``label_<objective>``,
@@ -85,8 +85,9 @@ def hh_prompt_to_messages(prompt: str) -> list[Message]:
     return [m for m in messages if m["content"]]
 
 
-def hh_rlhf(rows: Rows, *, objective: str = "helpful", conversational: bool = True, **_: Any) -> Converted:
-    """HH-RLHF ``chosen, rejected`` dialogues, one objective per file (``objective``). ``chosen`` becomes A.
+def hh_rlhf(rows: Rows, *, objective: str = "helpful", conversational: bool = True) -> Converted:
+    """HH-RLHF ``chosen, rejected`` dialogues, one objective per file (``objective``). ``chosen`` becomes A;
+    a pair whose two answers are identical is a tie (``moalign data check`` counts them).
 
     An empty final answer is kept: in HH-RLHF it is a real response that raters compared (an empty
     reply is sometimes the harmless choice), and it is trained on as a lone eos token.
@@ -103,12 +104,13 @@ def hh_rlhf(rows: Rows, *, objective: str = "helpful", conversational: bool = Tr
                 if not messages:
                     raise DataError("the dialogue has no human turn before the answer", row=row, field="chosen")
                 prompt = messages
-            yield row, make_pair(prompt, chosen, rejected, {objective: Label.A}, row=row, allow_empty_response=True)
+            label = Label.TIE if chosen == rejected else Label.A  # identical answers: a tie, counted as one
+            yield row, make_pair(prompt, chosen, rejected, {objective: label}, row=row, allow_empty_response=True)
         except DataError as exc:
             yield row, exc
 
 
-def pku_saferlhf(rows: Rows, **_: Any) -> Converted:
+def pku_saferlhf(rows: Rows) -> Converted:
     """PKU-SafeRLHF: ``better_response_id`` labels ``helpful``, ``safer_response_id`` labels ``harmless``."""
     for row, record in rows:
         try:
@@ -138,7 +140,7 @@ def _ultrafeedback_rating(completion: dict[str, Any], aspect: str, row: int, ind
         raise DataError(f"rating {rating!r} is not a number", row=row, field=field_name) from None
 
 
-def ultrafeedback(rows: Rows, *, aspects: Sequence[str] = ULTRAFEEDBACK_ASPECTS, **_: Any) -> Converted:
+def ultrafeedback(rows: Rows, *, aspects: Sequence[str] = ULTRAFEEDBACK_ASPECTS) -> Converted:
     """Raw UltraFeedback: every pair of a prompt's completions, labelled per aspect by its ``Rating``.
 
     Equal ratings are ties; an ``N/A`` rating leaves that aspect absent for the pair.
@@ -165,7 +167,7 @@ def ultrafeedback(rows: Rows, *, aspects: Sequence[str] = ULTRAFEEDBACK_ASPECTS,
                 yield row, exc
 
 
-def helpsteer2(rows: Rows, *, attributes: Sequence[str] = HELPSTEER2_ATTRIBUTES, **_: Any) -> Converted:
+def helpsteer2(rows: Rows, *, attributes: Sequence[str] = HELPSTEER2_ATTRIBUTES) -> Converted:
     """HelpSteer2: two consecutive rows per prompt, labelled per attribute by the 0-4 scores."""
     iterator = iter(rows)
     for row, first in iterator:

@@ -17,12 +17,14 @@ from typing import Any, Union
 
 import numpy as np
 
+from moalign.errors import MoalignError
+
 Message = dict[str, str]
 Prompt = Union[str, list[Message]]
 CHAT_ROLES = ("system", "user", "assistant")
 
 
-class DataError(ValueError):
+class DataError(MoalignError, ValueError):
     """Bad preference data, located by source, row and field."""
 
     def __init__(self, message: str, *, source: str | None = None, row: int | None = None, field: str | None = None):

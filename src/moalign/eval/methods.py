@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from moalign.errors import MoalignError
 from moalign.eval.sweep import FrontPoint, Generate, sweep
 from moalign.objectives import Scorer
 
@@ -34,7 +35,7 @@ TRAINING_SUMMARY = "moalign_training.json"
 _WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 
 
-class MethodError(ValueError):
+class MethodError(MoalignError, ValueError):
     """A method spec that cannot be evaluated (unknown kind, missing folder, objectives that do not match)."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from moalign.errors import MoalignError
 
-class FrontError(ValueError):
+
+class FrontError(MoalignError, ValueError):
     """Scores or a reference point that do not make a front."""
 
 

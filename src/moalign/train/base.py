@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,14 +39,17 @@ RESUMABLE_CHANGES = frozenset({
 RUN_FILES = ("final", "log.jsonl")
 
 
-def reset_accelerate_precision(mixed_precision: str | None) -> None:
+def resolve_mixed_precision(mixed_precision: str | None) -> str:
+    """The config's precision, else the one ``accelerate launch`` (or ``accelerate config``) chose, else ``no``."""
+    return mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+
+
+def reset_accelerate_precision(mixed_precision: str) -> None:
     """accelerate keeps one process-wide ``AcceleratorState`` and refuses a second ``Accelerator`` with another
     precision, so a notebook could not train in bf16 after fp32. Forget that state (not the distributed
     ``PartialState``, which stays) when the precision changes."""
     from accelerate.state import AcceleratorState
 
-    if mixed_precision is None:
-        return
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
 
@@ -107,10 +111,11 @@ class TrainerBase:
         self.config = config
         self.output_dir = Path(config.output_dir)
         check_writable(self.output_dir)
-        reset_accelerate_precision(config.mixed_precision)
+        mixed_precision = resolve_mixed_precision(config.mixed_precision)
+        reset_accelerate_precision(mixed_precision)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=gradient_accumulation_steps,
-            mixed_precision=config.mixed_precision,  # None: the accelerate config's (or env's) choice
+            mixed_precision=mixed_precision,
             log_with=config.report_to or None,
             project_dir=str(self.output_dir),
         )
@@ -163,14 +168,14 @@ class TrainerBase:
             saved = json.loads((path / "trainer_state.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        if int(saved.get("step", 0)) > total_steps:
+            raise CheckpointError(f"checkpoint {path} is at step {saved['step']}, past this run's {total_steps} steps")
         if "config" in saved:
             changed = changed_settings(saved["config"], config_to_dict(self.config))
             if changed:
                 detail = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {config_to_dict(self.config).get(k)!r}" for k in changed)
                 raise ConfigError(f"checkpoint {path} was trained with other settings ({detail}); resume with the "
                                   "same settings, or start a new run in another output_dir")
-        if int(saved.get("step", 0)) > total_steps:
-            raise CheckpointError(f"checkpoint {path} is at step {saved['step']}, past this run's {total_steps} steps")
         state = load_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
                                 scheduler=self.scheduler)
         self.load_checkpoint_state(state)

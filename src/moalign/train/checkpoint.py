@@ -19,13 +19,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from moalign.errors import MoalignError
 from moalign.storage import atomic_directory
 from moalign.train.sharded import full_tensor, shard_like
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MoalignError, ValueError):
     """A checkpoint that is missing, incomplete, corrupt or does not match the model."""
 
 

@@ -219,7 +219,8 @@ class RepresentationCollector(StepGeometry):
     @contextlib.contextmanager
     def capture(self) -> Iterator[None]:
         def record(module, args):
-            self.representation = args[0]
+            if torch.is_grad_enabled():  # the policy's forward, not the reference's
+                self.representation = args[0]
 
         handle = self.head.register_forward_pre_hook(record)
         try:

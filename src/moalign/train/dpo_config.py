@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from moalign.config import ConfigError
@@ -132,6 +133,9 @@ class MultiObjectiveDPOConfig:
                               f"use it with `moalign train rl`; DPO rules are {sorted(RULES)}")
         if self.rule not in RULES:
             raise ConfigError(f"unknown rule {self.rule!r}; rules are {sorted(RULES)}")
+        if isinstance(self.lora_target_modules, str) and re.fullmatch(r"[\w.]+", self.lora_target_modules) \
+                and self.lora_target_modules != "all-linear":
+            self.lora_target_modules = [self.lora_target_modules]  # one module name, not a PEFT regex
         try:
             get_rule(self.rule, **self.rule_options)
         except (TypeError, ValueError) as exc:

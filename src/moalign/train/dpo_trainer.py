@@ -289,8 +289,9 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             totals.reduce(self._reduce)
         return weights, totals, info
 
-    def training_step(self, step: int) -> dict[str, Any]:
-        """One optimizer step; returns the metrics to log (``skipped`` with a reason when nothing is labelled)."""
+    def compute_gradients(self, step: int) -> dict[str, Any]:
+        """Write step ``step``'s update ``sum_k w_k grad L_k`` into ``.grad`` and return its metrics
+        (``skipped`` with a reason, and no gradient, when no objective has a labelled pair)."""
         self.model.train()
         rank = self.accelerator.process_index
         micros = []
@@ -308,23 +309,34 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             weights, totals, info = self._weighted_step(step, micros, counts, refresh)
         if refresh:
             self.cached_weights = weights.clone()
-        grad_norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
-        if not torch.isfinite(torch.as_tensor(grad_norm)):
-            raise NonFiniteError(f"step {step}: the combined gradient is not finite")
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         losses, accuracy, margin = totals.means(counts)
-        metrics: dict[str, Any] = {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                                   "exact_gradients": float(refresh)}
+        metrics: dict[str, Any] = {"exact_gradients": float(refresh)}
         for k, name in enumerate(self.objectives):
             metrics[f"{name}/loss"] = float(losses[k])
             metrics[f"{name}/accuracy"] = float(accuracy[k])
             metrics[f"{name}/margin"] = float(margin[k])
             metrics[f"{name}/pairs"] = int(counts[k])
             metrics[f"{name}/weight"] = float(weights[k])
-        metrics.update({k: float(v) for k, v in info.items() if isinstance(v, (int, float)) and v is not None})
+        metrics.update({k: float(v) for k, v in info.items() if isinstance(v, (int, float))})
         return metrics
+
+    def apply_gradients(self, step: int) -> dict[str, float]:
+        """Clip, step the optimizer and the schedule, clear the gradients; return the learning rate and norm."""
+        grad_norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        if not torch.isfinite(torch.as_tensor(grad_norm)):
+            raise NonFiniteError(f"step {step}: the combined gradient is not finite")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+
+    def training_step(self, step: int) -> dict[str, Any]:
+        """One optimizer step; returns the metrics to log."""
+        metrics = self.compute_gradients(step)
+        if "skipped" in metrics:
+            self.optimizer.zero_grad(set_to_none=True)
+            return metrics
+        return {**self.apply_gradients(step), **metrics}
 
     # ---- evaluation, checkpoints, the loop ----------------------------------------------------------
 

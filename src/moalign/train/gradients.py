@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
+from moalign.errors import MoalignError
 
-class NonFiniteError(FloatingPointError):
+
+class NonFiniteError(MoalignError, FloatingPointError):
     """A loss or gradient became NaN or infinite; the message names the step and the objective."""
 
 
