@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from moalign.config import ConfigError
 from moalign.data import ADAPTERS, concat_datasets, format_summary, load_preference_data, summarize
 
 
@@ -29,12 +30,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _hh_objective(path: str, given: list[str] | None, index: int) -> str:
     if given:
         if len(given) != 1 and len(given) <= index:
-            raise ValueError(f"--objective was given {len(given)} time(s) but there are more files")
+            raise ConfigError(f"--objective was given {len(given)} time(s) but there are more files")
         return given[0] if len(given) == 1 else given[index]
     for name in ("harmless", "helpful"):
         if name in Path(path).as_posix():
             return name
-    raise ValueError(f"cannot tell which objective {path} labels; pass --objective")
+    raise ConfigError(f"cannot tell which objective {path} labels; pass --objective")
 
 
 def run_check(args: argparse.Namespace) -> int:

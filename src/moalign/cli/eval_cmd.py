@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moalign.config import ConfigError
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate methods: Pareto fronts (front) or win rate vs golden (winrate)")
@@ -94,13 +96,13 @@ def _prepare(args: argparse.Namespace):
     specs = parse_method_specs(args.methods)
     objectives = _objectives(args, specs)
     if not objectives:
-        raise ValueError("no objectives given")
+        raise ConfigError("no objectives given")
     scorers = []
     for name in objectives:
         try:
             scorers.append(get_scorer(name))
         except KeyError as exc:
-            raise ValueError(f"objective {name!r} has no built-in scorer to judge it ({exc.args[0]}); pass "
+            raise ConfigError(f"objective {name!r} has no built-in scorer to judge it ({exc.args[0]}); pass "
                              "--objectives with scorer names") from None
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.batch_size, args.seed)
     return specs, objectives, scorers, settings, _base_model(args, specs)
@@ -110,9 +112,9 @@ def _parse_vector(text: str, length: int, what: str) -> np.ndarray:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"{what} {text!r}: expected {length} comma-separated numbers") from None
+        raise ConfigError(f"{what} {text!r}: expected {length} comma-separated numbers") from None
     if len(values) != length:
-        raise ValueError(f"{what} {text!r} has {len(values)} numbers for {length} objectives")
+        raise ConfigError(f"{what} {text!r} has {len(values)} numbers for {length} objectives")
     return np.array(values)
 
 

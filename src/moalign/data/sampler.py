@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moalign.config import ConfigError
+
 LEFTOVER_RULES = ("wrap", "drop")
 
 
@@ -43,14 +45,14 @@ class StepSampler:
 
     def __post_init__(self) -> None:
         if self.leftover not in LEFTOVER_RULES:
-            raise ValueError(f"unknown leftover rule {self.leftover!r}; choose one of {LEFTOVER_RULES}")
+            raise ConfigError(f"unknown leftover rule {self.leftover!r}; choose one of {LEFTOVER_RULES}")
         for name in ("micro_batch_size", "accumulation", "num_processes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_items < 1:
-            raise ValueError("cannot sample from an empty dataset")
+            raise ConfigError("cannot sample from an empty dataset")
         if self.leftover == "drop" and self.num_items < self.items_per_step:
-            raise ValueError(
+            raise ConfigError(
                 f"the dataset has {self.num_items} items, fewer than one optimizer step's {self.items_per_step} "
                 f"({self.micro_batch_size} per micro-batch x {self.accumulation} x {self.num_processes} processes); "
                 "use leftover: wrap or smaller batches"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moalign.config import ConfigError
 from moalign.storage import cache_dir
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def resolve_dtype(dtype: str | torch.dtype = "auto") -> torch.dtype:
     except AttributeError:
         resolved = None
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+        raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     return resolved
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.distributed as dist
 
+from moalign.config import ConfigError
 from moalign.train.gradients import NonFiniteError, accumulate_direction, gram_from_grads, per_objective_grads
 from moalign.train.losses import ObjectiveLosses
 from moalign.train.per_pair import PerPairGradients, pair_gram, per_pair_from_sequences
@@ -208,7 +209,7 @@ class RepresentationCollector(StepGeometry):
         super().__init__(objectives)
         self.head = model.get_output_embeddings()
         if self.head is None:
-            raise ValueError("mgda_ub needs a model with an output layer (get_output_embeddings) to read the representation")
+            raise ConfigError("mgda_ub needs a model with an output layer (get_output_embeddings) to read the representation")
         self.representation: torch.Tensor | None = None
 
     def begin(self, present: torch.Tensor) -> None:

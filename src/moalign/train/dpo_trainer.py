@@ -29,12 +29,13 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from moalign.config import config_to_dict
-from moalign.data import PreferenceCollator, PreferenceDataset, StepSampler, load_training_data
+from moalign.config import ConfigError, config_to_dict
+from moalign.data import DataError, PreferenceCollator, PreferenceDataset, StepSampler, load_training_data
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, sequence_logprobs
 from moalign.moo import Needs, ObjectiveStats, get_rule
 from moalign.preference import normalize_preference
 from moalign.train.base import TrainerBase
+from moalign.train.checkpoint import CheckpointError
 from moalign.train.collectors import (
     AutogradCollector,
     GradientCollector,
@@ -76,7 +77,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         eval_dataset: PreferenceDataset | None = None,
     ):
         if processing_class is not None and tokenizer is not None:
-            raise ValueError("give the tokenizer once: processing_class= (tokenizer= is its alias)")
+            raise TypeError("give the tokenizer once: processing_class= (tokenizer= is its alias)")
         super().__init__(config)
         set_seed(config.seed)
         if train_dataset is None:
@@ -85,7 +86,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.objectives = tuple(train_dataset.objectives)
         if not self.objectives:
-            raise ValueError("the training data has no objectives (K = 0)")
+            raise DataError("the training data has no objectives (K = 0)")
         self.preference = (
             None if config.preference is None
             else torch.as_tensor(normalize_preference(config.preference, self.objectives))
@@ -134,10 +135,10 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             return
         kind = self.accelerator.distributed_type
         if kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
-            raise ValueError(f"rule {self.config.rule!r} needs per-objective gradients, which moalign reads from FSDP2 "
+            raise ConfigError(f"rule {self.config.rule!r} needs per-objective gradients, which moalign reads from FSDP2 "
                              "shards: set fsdp_version: 2 in the accelerate config (or use a rule that needs only losses)")
         if kind == DistributedType.DEEPSPEED:
-            raise ValueError(f"rule {self.config.rule!r} needs per-objective gradients, which DeepSpeed keeps inside its "
+            raise ConfigError(f"rule {self.config.rule!r} needs per-objective gradients, which DeepSpeed keeps inside its "
                              "optimizer: use FSDP2 or DDP for it, or a rule that needs only losses (e.g. linear)")
 
     def _make_geometry(self) -> StepGeometry | None:
@@ -153,7 +154,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
                 if method == "per_pair":
                     raise
         elif method == "per_pair":
-            raise ValueError("gradient_method per_pair runs in one process; use autograd with several")
+            raise ConfigError("gradient_method per_pair runs in one process; use autograd with several")
         if self.accelerator.is_fsdp2:
             return ShardedCollector(self.params, self.objectives, self.accelerator.num_processes)
         return AutogradCollector(self.params, self.objectives)
@@ -369,7 +370,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         if state.get("sampler") not in (None, self.sampler.state_dict()):
-            raise ValueError(f"the checkpoint drew its pairs as {state['sampler']}, this run as {self.sampler.state_dict()}: "
+            raise CheckpointError(f"the checkpoint drew its pairs as {state['sampler']}, this run as {self.sampler.state_dict()}: "
                              "the data or batch layout changed")
         self.rule.load_state_dict(state.get("rule") or {})
         cached = state.get("cached_weights")

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
+from moalign.config import ConfigError
+
 
 class PerPairGradients:
     """Hooks that turn one backward pass into per-sequence weight gradients of the trained Linear layers.
@@ -31,10 +33,10 @@ class PerPairGradients:
         covered = {id(m.weight) for m in self.modules}
         for name, p in model.named_parameters():
             if p.requires_grad and id(p) not in covered:
-                raise ValueError(f"per-pair gradients need every trainable parameter to be a Linear weight; {name} is not")
+                raise ConfigError(f"per-pair gradients need every trainable parameter to be a Linear weight; {name} is not")
         for m in self.modules:
             if m.bias is not None and m.bias.requires_grad:
-                raise ValueError("per-pair gradients do not support trainable Linear biases")
+                raise ConfigError("per-pair gradients do not support trainable Linear biases")
         self.params = [m.weight for m in self.modules]
         self._inputs: list[torch.Tensor | None] = [None] * len(self.modules)
         self._output_grads: list[torch.Tensor | None] = [None] * len(self.modules)
