@@ -90,3 +90,42 @@ def test_preference_utility_hand_worked():
     assert utility["steerable"].estimate == pytest.approx((1 + 1 + 0.625) / 3)
     assert utility["single"].estimate == pytest.approx(0.5)
     assert utility["single"].low == pytest.approx(0.5) and utility["single"].high == pytest.approx(0.5)
+
+
+def test_a_cache_entry_that_does_not_match_is_regenerated_never_averaged(tmp_path):
+    calls = []
+    grid = simplex_grid(2, 1)[:1]
+    first = sweep("toy", steerable(calls), grid, PROMPTS, SCORERS, tmp_path)
+    (entry,) = (tmp_path / "toy").glob("*.jsonl")
+    lines = entry.read_text().split("\n")
+    entry.write_text("\n".join(lines[:-3]) + "\n")  # a truncated file: fewer records than prompts
+    again = sweep("toy", steerable(calls), grid, PROMPTS, SCORERS, tmp_path)
+    assert len(calls) == 2 and again[0].per_prompt.shape == (12, 2)
+    np.testing.assert_array_equal(again[0].per_prompt, first[0].per_prompt)
+    header = json.loads(lines[0])
+    header["fingerprint"] = "0" * 64  # written for other prompts or settings under a colliding name
+    entry.write_text("\n".join([json.dumps(header), *lines[1:]]))
+    sweep("toy", steerable(calls), grid, PROMPTS, SCORERS, tmp_path)
+    assert len(calls) == 3
+
+
+def test_a_response_with_a_unicode_line_separator_is_read_back_from_the_cache(tmp_path):
+    calls = []
+
+    def odd(preference, prompts):
+        calls.append(1)
+        return ["first\u2028second\u2029third" for _ in prompts]
+
+    first = sweep("odd", odd, simplex_grid(2, 1)[:1], PROMPTS, SCORERS, tmp_path)
+    again = sweep("odd", odd, simplex_grid(2, 1)[:1], PROMPTS, SCORERS, tmp_path)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(again[0].per_prompt, first[0].per_prompt)
+
+
+def test_a_degenerate_front_has_zero_hypervolume_and_a_zero_interval(tmp_path):
+    same = np.tile([[1.0, 2.0]], (12, 1)) + np.random.default_rng(0).normal(0, 0.5, (12, 2))
+    points = {m: [FrontPoint(m, [0.5, 0.5], same.copy())] for m in ("a", "b")}
+    report = write_front_report(points, ["detail", "brevity"], tmp_path, resamples=50)
+    assert "degenerate" in report
+    for entry in report["methods"].values():
+        assert entry["hypervolume"] == {"estimate": 0.0, "low": 0.0, "high": 0.0, "level": 0.95}

@@ -92,10 +92,19 @@ def write_front_report(
         raise ValueError("no methods to report")
     ref = default_reference(points) if reference is None else np.asarray(reference, dtype=np.float64)
     report: dict[str, Any] = {"objectives": list(objectives), "reference_point": ref.tolist(), "methods": {}}
+    every = np.vstack([p.scores for front in points.values() for p in front])
+    flat = [objectives[k] for k in np.flatnonzero(every.max(axis=0) - every.min(axis=0) <= 0)]
+    if reference is None and flat:
+        # no method differs from any other on these objectives: the reference sits an infinitesimal margin below,
+        # so every volume is 0 and a bootstrap would only measure noise against that margin
+        report["degenerate"] = f"every method scores the same on {flat}; hypervolume is 0 for all"
     utility = preference_utility(points, ref, resamples=resamples, seed=seed)
     for method, front in points.items():
         scores = np.vstack([p.scores for p in front])
-        hv = hypervolume_interval(front, ref, resamples=resamples, seed=seed)
+        if "degenerate" in report:
+            hv = Interval(0.0, 0.0, 0.0, 0.95)
+        else:
+            hv = hypervolume_interval(front, ref, resamples=resamples, seed=seed)
         report["methods"][method] = {
             "points": [{"preference": p.preference, "scores": p.scores.tolist(),
                         "scores_ci": [bootstrap_interval(p.per_prompt[:, k], resamples=resamples, seed=seed).to_dict()
@@ -108,6 +117,7 @@ def write_front_report(
         }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     lines = [f"Reference point: {', '.join(f'{o} {v:.4g}' for o, v in zip(objectives, ref))}", "",
+             *([f"Degenerate front: {report['degenerate']}.", ""] if "degenerate" in report else []),
              "| method | points | hypervolume (95% CI over prompts) | preference utility (95% CI) | "
              + " | ".join(f"best {o}" for o in objectives) + " |",
              "|---|---|---|---|" + "---|" * len(objectives)]

@@ -3,13 +3,16 @@
 A method is anything that turns ``(preference, prompts)`` into responses: a HoE model routing by the
 preference, one model per preference, an interpolation of expert weights, or a single model that
 ignores the preference (one point). Generations and scores are cached per (method, preference,
-prompts, settings), so a rerun or a new metric never regenerates.
+prompts, settings), so a rerun or a new metric never regenerates. Each cache file starts with the full
+fingerprint of what it was written for; a file for other prompts or settings, or an incomplete one, is
+regenerated, never averaged in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from moalign.objectives import Scorer
+
+logger = logging.getLogger(__name__)
 
 Generate = Callable[[np.ndarray, list[str]], list[str]]
 
@@ -35,10 +40,25 @@ class FrontPoint:
         return self.per_prompt.mean(axis=0)
 
 
-def _cache_key(method: str, preference: np.ndarray, prompts: Sequence[str], objectives: Sequence[str], settings: dict) -> str:
+def _fingerprint(method: str, preference: np.ndarray, prompts: Sequence[str], objectives: Sequence[str], settings: dict) -> str:
+    """A hash of everything a cached sweep point depends on; its first 16 digits name the cache file."""
     blob = json.dumps({"method": method, "preference": [round(float(p), 6) for p in preference],
-                       "prompts": list(prompts), "objectives": list(objectives), "settings": settings}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+                       "prompts": list(prompts), "objectives": list(objectives), "settings": settings},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _read_cached(path: Path, fingerprint: str, prompts: Sequence[str], names: Sequence[str]) -> list[dict] | None:
+    """The cached records when the file is whole and was written for exactly these prompts and settings;
+    ``None`` (regenerate) otherwise. Lines are split on ``\\n`` only: a response may hold U+2028."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line]
+        header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    whole = (isinstance(header, dict) and header.get("fingerprint") == fingerprint and len(records) == len(prompts)
+             and all(r.get("prompt") == p and set(names) <= set(r.get("scores", {})) for r, p in zip(records, prompts)))
+    return records if whole else None
 
 
 def sweep(
@@ -63,10 +83,12 @@ def sweep(
     prompts = list(prompts)
     points = []
     for preference in prefs:
-        path = Path(cache_dir) / method / f"{_cache_key(method, preference, prompts, names, settings or {})}.jsonl"
-        if path.exists():
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        else:
+        fingerprint = _fingerprint(method, preference, prompts, names, settings or {})
+        path = Path(cache_dir) / method / f"{fingerprint[:16]}.jsonl"
+        records = _read_cached(path, fingerprint, prompts, names) if path.exists() else None
+        if records is None:
+            if path.exists():
+                logger.warning("%s does not match its prompts or settings (or is incomplete); regenerating", path)
             responses = generate(preference, prompts)
             if len(responses) != len(prompts):
                 raise ValueError(f"method {method!r} returned {len(responses)} responses for {len(prompts)} prompts")
@@ -77,7 +99,9 @@ def sweep(
             ]
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+            header = json.dumps({"fingerprint": fingerprint, "prompts": len(prompts)})
+            tmp.write_text(header + "\n" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                           encoding="utf-8")
             os.replace(tmp, path)
         per_prompt = np.array([[r["scores"][n] for n in names] for r in records], dtype=np.float64)
         points.append(FrontPoint(method, preference.tolist(), per_prompt))
