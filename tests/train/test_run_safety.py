@@ -119,3 +119,18 @@ def test_overrides_keep_dashes_in_values_and_lists_become_lists(tmp_path):
     assert load_config(MultiObjectiveDPOConfig, yaml_file, {"lora_target_modules": "[k_proj]"}).lora_target_modules == ["k_proj"]
     assert load_config(MultiObjectiveDPOConfig, None, {"lora_target_modules": "all-linear"}).lora_target_modules == "all-linear"
     assert load_config(MultiObjectiveDPOConfig, None, {"lora_target_modules": "q_proj"}).lora_target_modules == ["q_proj"]
+
+
+def test_a_saved_adapter_records_a_portable_base_model_name(tmp_path):
+    from moalign.eval.methods import recorded_base_model
+    from moalign.models import DEFAULT_MODEL_HUB_ID, portable_model_name
+
+    assert portable_model_name("smollm2") == DEFAULT_MODEL_HUB_ID and portable_model_name("org/model") == "org/model"
+    trainer = MultiObjectiveDPOTrainer(MultiObjectiveDPOConfig(
+        model="tiny", objectives=OBJECTIVES, per_device_batch_size=4, max_length=64, max_prompt_length=24, max_steps=1,
+        logging_steps=0, eval_before=False, output_dir=str(tmp_path / "run")), train_dataset=uneven_dataset())
+    trainer.train()
+    final = tmp_path / "run" / "final"
+    assert json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"  # not a cache path
+    summary = json.loads((final / "moalign_training.json").read_text())
+    assert summary["base_model"] == "tiny" and recorded_base_model(final) == summary["base_model_local"]

@@ -124,7 +124,12 @@ def trained_preference(model_dir: Path, objectives: Sequence[str]) -> np.ndarray
 
 
 def recorded_base_model(model_dir: Path) -> str | None:
-    """The base model a PEFT adapter folder records (``base_model_name_or_path``), or None."""
+    """The base model an adapter folder records, or None: the local copy it was trained on when this machine
+    still has it (``moalign_training.json``), else its portable name (``base_model_name_or_path``)."""
+    summary = model_dir / "moalign_training.json"
+    local = json.loads(summary.read_text()).get("base_model_local") if summary.exists() else None
+    if local and Path(local).exists():
+        return local
     config = model_dir / "adapter_config.json"
     return json.loads(config.read_text()).get("base_model_name_or_path") or None if config.exists() else None
 

