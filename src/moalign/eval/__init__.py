@@ -2,11 +2,14 @@
 
 from moalign.eval.grid import preference_grid, simplex_grid
 from moalign.eval.methods import (
+    METHOD_KINDS,
     GenerationSettings,
     Method,
     MethodError,
     build_method,
+    model_method,
     parse_method_specs,
+    register_method_kind,
     sweep_methods,
 )
 from moalign.eval.pareto import FrontError, hypervolume, non_dominated, spread, weighted_utility
@@ -22,6 +25,7 @@ from moalign.eval.sweep import FrontPoint, sweep
 from moalign.eval.winrate import golden_win_rates, write_winrate_report
 
 __all__ = [
+    "METHOD_KINDS",
     "FrontError",
     "FrontPoint",
     "GenerationSettings",
@@ -36,12 +40,14 @@ __all__ = [
     "golden_win_rates",
     "hypervolume",
     "hypervolume_interval",
+    "model_method",
     "non_dominated",
     "outcomes",
     "parse_method_specs",
     "plot_fronts",
     "preference_grid",
     "preference_utility",
+    "register_method_kind",
     "simplex_grid",
     "spread",
     "sweep",

@@ -13,14 +13,15 @@ A spec is ``[NAME=]KIND``, where KIND is
   the preference grid. Experts trained with a one-hot preference are matched to their objective; others
   are taken in objective order.
 
-Models load lazily, so a rerun served entirely from the sweep cache loads nothing.
+Models load lazily, so a rerun served entirely from the sweep cache loads nothing. Prefixed kinds live in a
+registry (:func:`register_method_kind`); a model already in memory becomes a method with :func:`model_method`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def _default_name(kind: str) -> str:
     if kind == "base":
         return "base"
     prefix, _, rest = kind.partition(":")
-    if prefix in ("soup", "models") and rest:
+    if prefix in METHOD_KINDS and rest:
         return prefix
     path = Path(kind)
     return path.parent.name if path.name == "final" else path.name
@@ -194,6 +195,51 @@ class _Loader:
                                   batch_size=s.batch_size, seed=s.seed, progress=True, desc=desc)
 
 
+MethodBuilder = Callable[[str, list[Path], Sequence[str], np.ndarray, "_Loader"], Method]
+"""Builds a :class:`Method` from its name, the model folders of its spec, the objectives, the preference grid
+and the shared lazy loader."""
+
+METHOD_KINDS: dict[str, MethodBuilder] = {}
+"""Spec kinds of the form ``PREFIX:PATH+PATH+...`` and their builders (``soup``, ``models``; HoE adds its own)."""
+
+
+def register_method_kind(prefix: str, builder: MethodBuilder) -> None:
+    """Make ``PREFIX:PATH+...`` specs build through ``builder``."""
+    if prefix in ("base", "") or ":" in prefix:
+        raise ValueError(f"{prefix!r} cannot name a method kind")
+    METHOD_KINDS[prefix] = builder
+
+
+def model_method(
+    name: str,
+    model: Any,
+    tokenizer: Any,
+    objectives: Sequence[str],
+    *,
+    preference: Sequence[float] | None = None,
+    settings: GenerationSettings | None = None,
+) -> Method:
+    """A :class:`Method` from a model already in memory: one point, at ``preference`` (default uniform).
+
+    The cache fingerprint is a hash of the model's weights, so changed weights are never served from an old
+    sweep.
+    """
+    k = len(objectives)
+    point = np.full((1, k), 1.0 / k) if preference is None else np.asarray(preference, dtype=np.float64)[None, :] / sum(preference)
+    if point.shape != (1, k):
+        raise MethodError(f"{name}: a preference of {len(preference)} weights for {k} objectives")
+    loader = _Loader(None, settings or GenerationSettings())
+    digest = hashlib.sha1()
+    for param_name, tensor in sorted(model.state_dict().items()):
+        digest.update(param_name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+
+    def generate(preference: np.ndarray, prompts: list[str]) -> list[str]:
+        return loader.answer(model.eval(), tokenizer, prompts, name)
+
+    return Method(name, generate, point, {"weights": digest.hexdigest()})
+
+
 def build_method(
     name: str,
     kind: str,
@@ -211,10 +257,8 @@ def build_method(
         return Method(name, loader.lazy_generate(None, name), uniform, {"base": loader.base_for(None)})
     prefix = kind.partition(":")[0]
     dirs = spec_model_dirs(kind)
-    if prefix == "soup":
-        return _soup(name, dirs, objectives, grid, loader)
-    if prefix == "models":
-        return _model_set(name, dirs, objectives, loader)
+    if prefix in METHOD_KINDS:
+        return METHOD_KINDS[prefix](name, dirs, objectives, grid, loader)
     model_dir = dirs[0]
     preference = trained_preference(model_dir, objectives)
     points = uniform if preference is None else preference[None, :]
@@ -226,14 +270,14 @@ def spec_model_dirs(kind: str) -> list[Path]:
     if kind == "base":
         return []
     prefix, _, rest = kind.partition(":")
-    if prefix in ("soup", "models"):
+    if prefix in METHOD_KINDS:
         paths = [resolve_model_dir(p) for p in rest.split("+") if p]
         if not paths:
             raise MethodError(f"{prefix}: needs one or more paths joined by '+', e.g. {prefix}:a/final+b/final")
         return paths
     if rest and not Path(kind).exists():
-        raise MethodError(f"unknown method kind {prefix!r} in {kind!r}; use base, a model folder, models:A+B+... or "
-                          "soup:A+B+...")
+        kinds = ", ".join(f"{k}:A+B+..." for k in sorted(METHOD_KINDS))
+        raise MethodError(f"unknown method kind {prefix!r} in {kind!r}; use base, a model folder, {kinds}")
     return [resolve_model_dir(kind)]
 
 
@@ -283,6 +327,10 @@ def _model_set(name: str, paths: list[Path], objectives: Sequence[str], loader: 
     points = np.array([preference for _, preference in by_preference.values()])
     fingerprint = {"models": [_fingerprint(path) for path, _ in by_preference.values()], "base": loader.base_model}
     return Method(name, generate_at, points, fingerprint)
+
+
+register_method_kind("soup", _soup)
+register_method_kind("models", lambda name, dirs, objectives, grid, loader: _model_set(name, dirs, objectives, loader))
 
 
 def method_cache_name(method: Method) -> str:
