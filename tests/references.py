@@ -1,33 +1,9 @@
-"""Independent references for tests: brute force over supports and scipy's SLSQP on the simplex."""
+"""Independent references for tests: exact min-norm by enumeration in high precision, scipy's SLSQP on the simplex."""
 
 import itertools
 
 import numpy as np
 from scipy.optimize import minimize
-
-
-def brute_force_min_norm(gram):
-    """Try every support; on each, solve the equality-constrained QP exactly; keep the best feasible point."""
-    k = gram.shape[0]
-    best, best_value = None, np.inf
-    for size in range(1, k + 1):
-        for support in itertools.combinations(range(k), size):
-            idx = list(support)
-            kkt = np.zeros((size + 1, size + 1))
-            kkt[:size, :size] = 2 * gram[np.ix_(idx, idx)]
-            kkt[:size, size] = kkt[size, :size] = 1
-            rhs = np.zeros(size + 1)
-            rhs[size] = 1
-            sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:size]
-            if (sol < -1e-12).any():
-                continue
-            alpha = np.zeros(k)
-            alpha[idx] = np.clip(sol, 0, None)
-            alpha /= alpha.sum()
-            value = alpha @ gram @ alpha
-            if value < best_value:
-                best, best_value = alpha, value
-    return best, best_value
 
 
 def slsqp_on_simplex(objective, k, x0=None, jac=None):
@@ -63,7 +39,7 @@ def exact_min_norm(gram, digits=60):
                 rhs = mpmath.matrix([0] * size + [1])
                 try:
                     sol = mpmath.lu_solve(kkt, rhs)
-                except ZeroDivisionError:
+                except (ZeroDivisionError, TypeError):  # singular KKT system (parallel or zero vectors)
                     continue
                 if any(sol[a] < 0 for a in range(size)):
                     continue

@@ -46,8 +46,6 @@ def test_pcgrad_state_round_trip():
 @given(st.integers(2, 5).flatmap(lambda k: arrays(np.float64, (k, 6), elements=finite)), st.floats(0.1, 0.9))
 def test_cagrad_inner_problem_matches_slsqp(grads, c):
     gram = grads @ grads.T
-    if gram.mean() <= 1e-8:
-        return
     k = gram.shape[0]
     b = gram.mean(axis=1)
     sqrt_phi = c * np.sqrt(gram.mean())
