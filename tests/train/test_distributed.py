@@ -87,12 +87,13 @@ def test_fsdp2_sharded_gram_matches_one_process_and_resumes(tiny_model_path, tmp
 def test_gram_rules_refuse_sharding_they_cannot_read(kind, fsdp2, message):
     from accelerate.utils import DistributedType
 
+    from moalign.config import ConfigError
     from moalign.moo import get_rule
-    from moalign.train import MultiObjectiveDPOTrainer
+    from moalign.train.objective_step import check_distributed_geometry
 
-    fake = SimpleNamespace(rule=get_rule("mgda_decoupled"), config=SimpleNamespace(rule="mgda_decoupled"),
-                           accelerator=SimpleNamespace(distributed_type=DistributedType[kind], is_fsdp2=fsdp2))
-    with pytest.raises(ValueError, match=message):
-        MultiObjectiveDPOTrainer._check_distributed_geometry(fake)
-    fake.rule = get_rule("linear")  # needs only the losses: one backward of the weighted sum works anywhere
-    MultiObjectiveDPOTrainer._check_distributed_geometry(fake)
+    accelerator = SimpleNamespace(distributed_type=DistributedType[kind], is_fsdp2=fsdp2)
+    with pytest.raises(ConfigError, match=message):
+        check_distributed_geometry(get_rule("mgda_decoupled"), accelerator, "mgda_decoupled")
+    # rules that need only losses (one backward of the weighted sum) or the representation Gram work anywhere
+    check_distributed_geometry(get_rule("linear"), accelerator, "linear")
+    check_distributed_geometry(get_rule("mgda_ub"), accelerator, "mgda_ub")

@@ -1,23 +1,14 @@
 """Multi-objective DPO on top of ``accelerate``: per-objective losses from one forward, one combination rule.
 
-Every optimizer step updates along ``sum_k w_k grad L_k``, where ``L_k`` is objective k's mean loss over
-the step's labelled pairs (all micro-batches, all processes), and the rule is called once on the step's
-statistics:
-
-1. the step's pairs are drawn (``moalign.data.StepSampler``) and collated; the number of pairs each
-   objective labels, ``N_k``, is summed over processes;
-2. a Gram rule at a refresh step: each micro-batch's forward feeds a gradient collector
-   (``moalign.train.collectors``) with its losses and shares ``n_km / N_k``; the reduced Gram and the
-   step losses give the weights, and the collector writes the combined direction into ``.grad``;
-3. otherwise the weights come first (cached from the last refresh, the preference, or the rule on the
-   step's losses / representation Gram, gathered by a pass before the backward when the step has
-   several micro-batches) and each micro-batch backpropagates ``sum_k w_k n_km / N_k L_km``;
-4. clip, optimizer and scheduler step; log; evaluate and checkpoint at the configured intervals.
+Each optimizer step draws its pairs (``moalign.data.StepSampler``), counts the pairs each objective labels
+over all processes, and hands the per-objective DPO losses of its micro-batches to
+``moalign.train.objective_step.MultiObjectiveStep``, which writes ``sum_k w_k grad L_k`` into ``.grad``
+with ``L_k`` the step's mean over those pairs, whatever the rule, accumulation or number of processes.
+Then clip, optimizer and scheduler step; log; evaluate and checkpoint at the configured intervals.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
@@ -25,30 +16,23 @@ import time
 from typing import Any
 
 import torch
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from moalign.config import ConfigError, config_to_dict
+from moalign.config import config_to_dict
 from moalign.data import DataError, PreferenceCollator, PreferenceDataset, StepSampler, load_training_data
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, sequence_logprobs
-from moalign.moo import Needs, ObjectiveStats, get_rule
+from moalign.moo import get_rule
 from moalign.preference import normalize_preference
 from moalign.train.base import TrainerBase
 from moalign.train.checkpoint import CheckpointError
-from moalign.train.collectors import (
-    AutogradCollector,
-    GradientCollector,
-    PerPairCollector,
-    RepresentationCollector,
-    ShardedCollector,
-    StepGeometry,
-)
 from moalign.train.dpo_config import MultiObjectiveDPOConfig
 from moalign.train.gradients import NonFiniteError
 from moalign.train.losses import ObjectiveLosses, label_counts, objective_losses, pair_margins
+from moalign.train.objective_step import MultiObjectiveStep
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
-from moalign.train.step import StepTotals, gram_diagnostics, rng_state, set_rng_state
+from moalign.train.step import StepTotals
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +95,13 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         frozen = copy.deepcopy(model).eval().requires_grad_(False) if config.reference_mode == "copy" else None
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # FSDP2 replaces them by DTensors
-        self._check_distributed_geometry()
+        self.objective_step = MultiObjectiveStep(self.accelerator, self.model, self.params, self.rule, self.objectives,
+                                                 preference=self.preference, gram_every=config.gram_every,
+                                                 gradient_method=config.gradient_method, rule_name=config.rule)
         self.reference = ReferenceLogps(config.reference_mode, self.accelerator.unwrap_model(self.model),
                                         frozen=None if frozen is None else frozen.to(self.accelerator.device))
         if config.reference_mode == "precomputed":
             self._precompute_reference()
-        self.cached_weights: torch.Tensor | None = None
-        self.geometry = self._make_geometry()
 
     def _task_data(self) -> PreferenceDataset | None:
         if self.config.task is None:
@@ -129,35 +113,6 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         if self.config.task == "synthetic":
             return build_synthetic_task(task_config)
         return load_or_build_bundled_task(resolve_model_path(self.config.model), task_config)[0]
-
-    def _check_distributed_geometry(self) -> None:
-        if Needs.GRAM not in self.rule.needs:
-            return
-        kind = self.accelerator.distributed_type
-        if kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
-            raise ConfigError(f"rule {self.config.rule!r} needs per-objective gradients, which moalign reads from FSDP2 "
-                             "shards: set fsdp_version: 2 in the accelerate config (or use a rule that needs only losses)")
-        if kind == DistributedType.DEEPSPEED:
-            raise ConfigError(f"rule {self.config.rule!r} needs per-objective gradients, which DeepSpeed keeps inside its "
-                             "optimizer: use FSDP2 or DDP for it, or a rule that needs only losses (e.g. linear)")
-
-    def _make_geometry(self) -> StepGeometry | None:
-        method, unwrapped = self.config.gradient_method, self.accelerator.unwrap_model(self.model)
-        if Needs.REPRESENTATION_GRAM in self.rule.needs:
-            return RepresentationCollector(unwrapped, self.objectives)
-        if Needs.GRAM not in self.rule.needs:
-            return None
-        if method != "autograd" and self.accelerator.num_processes == 1:
-            try:
-                return PerPairCollector(unwrapped, self.objectives)
-            except ValueError:
-                if method == "per_pair":
-                    raise
-        elif method == "per_pair":
-            raise ConfigError("gradient_method per_pair runs in one process; use autograd with several")
-        if self.accelerator.is_fsdp2:
-            return ShardedCollector(self.params, self.objectives, self.accelerator.num_processes)
-        return AutogradCollector(self.params, self.objectives)
 
     # ---- data -------------------------------------------------------------------------------------
 
@@ -189,107 +144,6 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         margins = pair_margins(policy, reference)  # float32 or wider: sequence_logprobs upcasts half precision
         return objective_losses(margins, batch["labels"], batch["label_mask"], beta=self.config.beta, loss_type=self.config.loss_type)
 
-    def _forward(self, model: torch.nn.Module, micro: tuple[list[int], dict[str, torch.Tensor]], step: int) -> ObjectiveLosses:
-        out = self.objective_losses(model, micro[1], micro[0], "train")
-        for name, value in zip(self.objectives, out.losses.detach()):
-            if not torch.isfinite(value):
-                raise NonFiniteError(f"step {step}: the loss of objective {name!r} is {value.item()}")
-        return out
-
-    def _reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum over processes (float64 on the CPU)."""
-        if self.accelerator.num_processes == 1:
-            return tensor
-        return self.accelerator.reduce(tensor.to(self.accelerator.device), "sum").cpu()
-
-    def _stats(self, totals: StepTotals, counts: torch.Tensor, gram: torch.Tensor | None = None) -> ObjectiveStats:
-        return ObjectiveStats(losses=totals.means(counts)[0], gram=gram, preference=self.preference, present=counts > 0)
-
-    def _gram_step(self, step: int, micros: list, counts: torch.Tensor) -> tuple[torch.Tensor, StepTotals, dict]:
-        """Refresh step of a Gram rule: the collector accumulates the step's K gradients and writes the update."""
-        geometry: GradientCollector = self.geometry
-        model = self.model if isinstance(geometry, ShardedCollector) else self.accelerator.unwrap_model(self.model)
-        geometry.begin(counts > 0)
-        totals = StepTotals(len(self.objectives))
-        for micro in micros:
-            with geometry.capture():
-                out = self._forward(model, micro, step)
-            geometry.add(out, out.counts.detach().double().cpu() / counts.clamp_min(1))
-            totals.add(out)
-        gram = geometry.gram()
-        geometry.check_finite(gram, step)
-        totals.reduce(self._reduce)
-        combination = self.rule.combine(self._stats(totals, counts, gram))
-        geometry.apply(combination.weights)
-        return combination.weights, totals, {**combination.info, **gram_diagnostics(gram, self.objectives)}
-
-    def _weights_from_statistics(self, step: int, micros: list, counts: torch.Tensor, refresh: bool,
-                                 totals: StepTotals) -> tuple[torch.Tensor, dict, ObjectiveLosses | None, list | None]:
-        """The rule on this step's losses (and, for MGDA-UB, representation Gram), before any backward.
-
-        Returns the weights, their diagnostics, and either the one micro-batch's forward with its graph
-        (kept for the backward) or each micro-batch's random state, so that the backward pass repeats
-        every forward with the same dropout masks.
-        """
-        present = counts > 0
-        representation = refresh and isinstance(self.geometry, RepresentationCollector)
-        if representation:
-            self.geometry.begin(present)
-        keep = len(micros) == 1
-        kept, states = None, []
-        for micro in micros:
-            states.append(rng_state(self.accelerator.device))
-            model = self.model if keep else self.accelerator.unwrap_model(self.model)
-            capture = self.geometry.capture() if representation else contextlib.nullcontext()
-            with capture, torch.set_grad_enabled(keep or representation):
-                out = self._forward(model, micro, step)
-            if representation:
-                self.geometry.add(out, out.counts.detach().double().cpu() / counts.clamp_min(1))
-            totals.add(out)
-            kept = out if keep else None
-        totals.reduce(self._reduce)
-        info: dict[str, Any] = {}
-        gram = None
-        if representation:
-            gram = self.geometry.gram()
-            self.geometry.check_finite(gram, step)
-            info.update(gram_diagnostics(gram, self.objectives))
-        combination = self.rule.combine(self._stats(totals, counts, gram))
-        info.update(combination.info)
-        return combination.weights, info, kept, None if keep else states
-
-    def _weighted_step(self, step: int, micros: list, counts: torch.Tensor, refresh: bool) -> tuple[torch.Tensor, StepTotals, dict]:
-        """Weights first, then one backward of ``sum_k w_k n_km / N_k L_km`` per micro-batch."""
-        present = counts > 0
-        totals = StepTotals(len(self.objectives))
-        info: dict[str, Any] = {}
-        kept, replay, counted = None, None, False
-        if self.rule.needs_gram and not refresh:
-            weights = self.cached_weights * present
-        elif not self.rule.needs:
-            weights = self.rule.combine(ObjectiveStats(preference=self.preference, present=present)).weights
-        else:
-            weights, info, kept, replay = self._weights_from_statistics(step, micros, counts, refresh, totals)
-            counted = True
-        scale = self.accelerator.num_processes  # DDP and FSDP average gradients over processes
-        for m, micro in enumerate(micros):
-            if kept is not None:
-                out = kept
-            else:
-                if replay is not None:
-                    set_rng_state(replay[m], self.accelerator.device)
-                out = self._forward(self.model, micro, step)
-                if not counted:
-                    totals.add(out)
-            shares = out.counts.detach().double().cpu() / counts.clamp_min(1) * weights * scale
-            loss = (shares.to(out.losses.device, out.losses.dtype) * out.losses).sum()
-            sync = m == len(micros) - 1  # gradients are reduced over processes once, after the last micro-batch
-            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
-                self.accelerator.backward(loss)
-        if not counted:
-            totals.reduce(self._reduce)
-        return weights, totals, info
-
     def compute_gradients(self, step: int) -> dict[str, Any]:
         """Write step ``step``'s update ``sum_k w_k grad L_k`` into ``.grad`` and return its metrics
         (``skipped`` with a reason, and no gradient, when no objective has a labelled pair)."""
@@ -299,26 +153,20 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         for m in range(self.config.gradient_accumulation_steps):
             index = self.sampler.indices(step, m, rank)
             micros.append((index, self.make_batch(self.train_dataset, index)))
-        local = sum(label_counts(b["labels"], b["label_mask"]).double().cpu() for _, b in micros)
-        counts = self._reduce(local)
+        counts = self.objective_step.reduce(sum(label_counts(b["labels"], b["label_mask"]).double().cpu() for _, b in micros))
         if not counts.any():
             return {"skipped": NO_LABELS}
-        refresh = self.rule.needs_gram and (self.cached_weights is None or step % self.config.gram_every == 0)
-        if refresh and isinstance(self.geometry, GradientCollector):
-            weights, totals, info = self._gram_step(step, micros, counts)
-        else:
-            weights, totals, info = self._weighted_step(step, micros, counts, refresh)
-        if refresh:
-            self.cached_weights = weights.clone()
-        losses, accuracy, margin = totals.means(counts)
-        metrics: dict[str, Any] = {"exact_gradients": float(refresh)}
+        result = self.objective_step.run(step, micros, counts,
+                               lambda model, micro: self.objective_losses(model, micro[1], micro[0], "train"))
+        losses, accuracy, margin = result.totals.means(counts)
+        metrics: dict[str, Any] = {"exact_gradients": float(result.refreshed)}
         for k, name in enumerate(self.objectives):
             metrics[f"{name}/loss"] = float(losses[k])
             metrics[f"{name}/accuracy"] = float(accuracy[k])
             metrics[f"{name}/margin"] = float(margin[k])
             metrics[f"{name}/pairs"] = int(counts[k])
-            metrics[f"{name}/weight"] = float(weights[k])
-        metrics.update({k: float(v) for k, v in info.items() if isinstance(v, (int, float))})
+            metrics[f"{name}/weight"] = float(result.weights[k])
+        metrics.update({k: float(v) for k, v in result.info.items() if isinstance(v, (int, float))})
         return metrics
 
     def apply_gradients(self, step: int) -> dict[str, float]:
@@ -365,16 +213,13 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         }
 
     def checkpoint_state(self) -> dict[str, Any]:
-        return {"rule": self.rule.state_dict(), "sampler": self.sampler.state_dict(),
-                "cached_weights": None if self.cached_weights is None else self.cached_weights.tolist()}
+        return {**self.objective_step.state_dict(), "sampler": self.sampler.state_dict()}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         if state.get("sampler") not in (None, self.sampler.state_dict()):
-            raise CheckpointError(f"the checkpoint drew its pairs as {state['sampler']}, this run as {self.sampler.state_dict()}: "
-                             "the data or batch layout changed")
-        self.rule.load_state_dict(state.get("rule") or {})
-        cached = state.get("cached_weights")
-        self.cached_weights = None if cached is None else torch.tensor(cached, dtype=torch.float64)
+            raise CheckpointError(f"the checkpoint drew its pairs as {state['sampler']}, this run as "
+                                  f"{self.sampler.state_dict()}: the data or batch layout changed")
+        self.objective_step.load_state_dict(state)
 
     def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
         """Train to ``total_steps`` (resuming from ``resume_from`` or the config's) and save the final model."""
