@@ -5,8 +5,9 @@ request. The package follows the data flow: ``data`` -> ``objectives`` -> ``moo`
 ``hoe`` -> ``eval`` / ``serve``; lower layers never import higher ones.
 """
 
+from moalign.errors import MoalignError
 from moalign.preference import PreferenceError, normalize_preference
 
 __version__ = "0.1.0"
 
-__all__ = ["PreferenceError", "normalize_preference", "__version__"]
+__all__ = ["MoalignError", "PreferenceError", "normalize_preference", "__version__"]

@@ -55,7 +55,9 @@ def test_winrate_counts_match_an_independent_judgement(experts, tiny_model_path,
     golden = load_prompt_set(fixtures / "golden.jsonl")
     for cache_file in (tmp_path / "wr" / "cache").rglob("*.jsonl"):
         method = cache_file.parent.name.rsplit("-", 1)[0]
-        responses = [json.loads(line)["response"] for line in cache_file.read_text().splitlines()]
+        header, *records = [json.loads(line) for line in cache_file.read_text().split("\n") if line]
+        assert len(header["fingerprint"]) == 64  # the first line says what the file was written for
+        responses = [record["response"] for record in records]
         for name in OBJECTIVES:
             scorer = get_scorer(name)
             diff = np.array(scorer.reward(golden.prompts, responses)) - np.array(scorer.reward(golden.prompts, golden.references))

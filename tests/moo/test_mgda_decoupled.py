@@ -5,10 +5,13 @@ update   = sum_i alpha_i g_i on the RAW gradients.
 For K = 2 the min-norm weight is alpha_1 = (M_22 - M_12) / (M_11 + M_22 - 2 M_12), clipped to [0, 1].
 """
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 
-from moalign.moo import ObjectiveStats, get_rule
+from moalign.moo import MinNormRule, ObjectiveStats, get_rule, min_norm_weights
 
 
 def combine(rule, grads, losses=None):
@@ -57,3 +60,18 @@ def test_tiny_loss_is_clamped_not_divided_by_zero():
     result = combine("mgda_decoupled", [[1.0, 0.0], [0.0, 1.0]], [0.5, 0.0])
     # L_2 clamps to eps = 1e-8: its normalised gradient is huge, so it gets (almost) no weight.
     assert result.weights[0] > 1 - 1e-12 and torch.isfinite(result.weights).all()
+
+
+def test_apply_to_normalised_uses_the_min_norm_point_of_the_normalised_gradients():
+    grads = torch.tensor([[3.0, 0.0], [0.0, 0.5], [1.0, 1.0]], dtype=torch.float64)
+    for normaliser in ("l2", "loss"):
+        stats = ObjectiveStats(losses=torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64), grads=grads)
+        raw = MinNormRule(normaliser).combine(stats)
+        normalised = MinNormRule(normaliser, apply_to="normalised").combine(stats)
+        scale = torch.as_tensor(MinNormRule(normaliser).scales(dataclasses.replace(stats, gram=grads @ grads.T)))
+        alpha, _ = min_norm_weights(((grads / scale[:, None]) @ (grads / scale[:, None]).T).numpy())
+        torch.testing.assert_close(raw.weights, torch.as_tensor(alpha))  # a applied to the raw gradients
+        torch.testing.assert_close(normalised.weights, torch.as_tensor(alpha) / scale)  # ... to g_i / n_i
+        torch.testing.assert_close(normalised.direction, torch.as_tensor(alpha) @ (grads / scale[:, None]))
+    with pytest.raises(ValueError, match="apply_to"):
+        MinNormRule("l2", apply_to="both")

@@ -134,3 +134,26 @@ def test_a_saved_adapter_records_a_portable_base_model_name(tmp_path):
     assert json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"  # not a cache path
     summary = json.loads((final / "moalign_training.json").read_text())
     assert summary["base_model"] == "tiny" and recorded_base_model(final) == summary["base_model_local"]
+
+
+def test_a_training_file_too_small_for_the_eval_split_says_so(tmp_path):
+    from moalign.data import DataError, load_training_data
+
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "response_a": "a", "response_b": "b", "labels": {"x": "a"}}) + "\n")
+    cfg = MultiObjectiveDPOConfig(train_files=[str(path)], eval_fraction=0.1, output_dir=str(tmp_path / "run"))
+    with pytest.raises(DataError, match="1 pair\\(s\\): too few to hold out eval_fraction 0.1"):
+        load_training_data(cfg)
+
+
+def test_processing_class_is_the_tokenizer_and_the_accelerate_precision_is_honoured(tiny_model_path, tmp_path,
+                                                                                      tiny_tokenizer, monkeypatch):
+    cfg = config(tiny_model_path, tmp_path, max_steps=1)
+    trainer = MultiObjectiveDPOTrainer(cfg, processing_class=tiny_tokenizer, train_dataset=uneven_dataset())
+    assert trainer.tokenizer is tiny_tokenizer
+    with pytest.raises(TypeError, match="give the tokenizer once"):
+        MultiObjectiveDPOTrainer(cfg, processing_class=tiny_tokenizer, tokenizer=tiny_tokenizer)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch` sets from its config
+    assert MultiObjectiveDPOTrainer(cfg, train_dataset=uneven_dataset()).accelerator.mixed_precision == "bf16"
+    explicit = config(tiny_model_path, tmp_path, max_steps=1, mixed_precision="no")  # the YAML wins
+    assert MultiObjectiveDPOTrainer(explicit, train_dataset=uneven_dataset()).accelerator.mixed_precision == "no"
