@@ -12,7 +12,6 @@ import random
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from moalign.data import PreferenceDataset

@@ -3,8 +3,8 @@
 import argparse
 
 import pytest
-
 from helpers import moalign
+
 from moalign.cli import data_cmd
 from moalign.cli import main as cli
 

@@ -1,8 +1,8 @@
 import numpy as np
-import torch
 import pytest
-
+import torch
 from helpers import make_expert
+
 from moalign.eval import MethodError, build_method, parse_method_specs
 
 

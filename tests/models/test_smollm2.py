@@ -2,8 +2,14 @@
 
 import pytest
 
-from moalign.models import ModelPrepareError, generate_responses, load_model, load_tokenizer, prepare_gguf_model
-from moalign.models import smollm2
+from moalign.models import (
+    ModelPrepareError,
+    generate_responses,
+    load_model,
+    load_tokenizer,
+    prepare_gguf_model,
+    smollm2,
+)
 from moalign.models.smollm2 import find_default_gguf
 
 

@@ -4,9 +4,9 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from references import exact_min_norm, slsqp_on_simplex
 
 from moalign.moo import CombinationError, MinNormRule, ObjectiveStats, get_rule, min_norm_weights, representation_gram
-from references import exact_min_norm, slsqp_on_simplex
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 

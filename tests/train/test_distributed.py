@@ -6,18 +6,15 @@ goes through tests/train/fsdp_cpu_worker.py, since accelerate enables FSDP on ac
 """
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from helpers import run, two_processes
+from safetensors.torch import load_file
 
 CONFIG = """model: {model}
 task: synthetic

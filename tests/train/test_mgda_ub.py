@@ -2,12 +2,12 @@
 respect to the shared representation (here the policy's final hidden states), then one backward."""
 
 import torch
+from step_worker import OBJECTIVES, uneven_dataset
 
 from moalign.models import sequence_logprobs
 from moalign.moo import min_norm_weights
 from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 from moalign.train.losses import objective_losses, pair_margins
-from step_worker import OBJECTIVES, uneven_dataset
 
 
 def independent_weights(trainer, batch, index):

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from step_worker import OBJECTIVES, uneven_dataset
 
 from moalign.config import ConfigError, load_config, parse_overrides
 from moalign.data import Label, PreferenceDataset
 from moalign.train import CheckpointError, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
-from step_worker import OBJECTIVES, uneven_dataset
 
 
 def config(tiny_model_path, tmp_path, **overrides):

@@ -2,15 +2,13 @@
 over all the step's labelled pairs, whatever the micro-batches and processes (labels uneven across them)."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
-from step_worker import step_gradients, uneven_dataset
 from helpers import run, two_processes
+from safetensors.torch import load_file
+from step_worker import step_gradients, uneven_dataset
 
 WORKER = Path(__file__).resolve().parents[1] / "step_worker.py"
 RULES = {
@@ -36,7 +34,6 @@ def assert_same_grads(got: Path, expected: Path, steps: int = 3):
 
 def test_the_dataset_has_uneven_labels_across_micro_batches():
     from moalign.data import StepSampler
-    from moalign.train.losses import label_counts
 
     data = uneven_dataset()
     sampler = StepSampler(len(data), 2, accumulation=2, num_processes=2)

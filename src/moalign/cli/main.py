@@ -12,7 +12,6 @@ from moalign.cli import data_cmd, demo_cmd, eval_cmd, models_cmd, train_cmd
 from moalign.errors import MoalignError
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moalign", description="Multi-objective alignment of language models.")
     parser.add_argument("--version", action="version", version=f"moalign {__version__}")

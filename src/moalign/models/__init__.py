@@ -12,8 +12,8 @@ from moalign.models.loading import (
     resolve_dtype,
     resolve_model_path,
 )
-from moalign.models.mixing import LoraMixture
 from moalign.models.logprobs import sequence_logprobs, token_logprobs
+from moalign.models.mixing import LoraMixture
 from moalign.models.smollm2 import ModelPrepareError, find_default_gguf, prepare_default_model, prepare_gguf_model
 from moalign.models.tiny import build_tiny_model, build_tiny_tokenizer
 
