@@ -1,5 +1,6 @@
 """Step time of multi-objective DPO relative to TRL's DPOTrainer, same model, data and batch, one process.
 
+    .venv/bin/pip install trl==1.16.0   # the anchor; not a moalign dependency
     python benchmarks/bench_dpo.py [--steps 12] [--rounds 2] [--hidden 512 --layers 8] [--threads 2]
 
 Both sides train a LoRA adapter (r 8, all linear layers) on a freshly built Llama (26M parameters by
