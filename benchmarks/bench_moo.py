@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from moalign.moo import ObjectiveStats, get_rule, gram_matrix
+from moalign.moo import ObjectiveStats, get_advantage_rule, get_rule, gram_matrix
 
 GRAM_RULES = ["linear", "mgda", "mgda_normalised", "mgda_decoupled", "group_dro", "pcgrad", "cagrad"]
 
@@ -58,7 +58,7 @@ def main() -> None:
             stats = ObjectiveStats(losses=losses, gram=gram)
             row.append(f"{median_ms(lambda: rule.combine(stats), args.repeats):.3f}")
         advantages = torch.randn(8, 512, k)
-        pama = get_rule("pama")
+        pama = get_advantage_rule("pama")
         row.append(f"{median_ms(lambda: pama.combine_advantages(advantages), args.repeats):.3f}")
         print(" | ".join(row), flush=True)
 

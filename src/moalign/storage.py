@@ -16,6 +16,20 @@ from pathlib import Path
 from typing import Any
 
 
+def check_writable(directory: str | os.PathLike[str]) -> Path:
+    """Create ``directory`` and write a probe file in it, so long work cannot end in a failed save.
+
+    Raises ``NotADirectoryError`` / ``PermissionError`` (``OSError``\\ s naming the path) when it cannot.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(20, "exists and is not a folder", str(directory))
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+        pass
+    return directory
+
+
 def cache_dir() -> Path:
     """The directory for prepared models and generated data: ``$MOALIGN_CACHE`` or ``~/.cache/moalign``."""
     root = os.environ.get("MOALIGN_CACHE") or os.path.join(

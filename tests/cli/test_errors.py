@@ -42,3 +42,10 @@ def test_an_os_error_on_a_user_path_is_a_user_error_and_a_bug_keeps_its_tracebac
         run_handler(monkeypatch, ZeroDivisionError())
     with pytest.raises(FileNotFoundError):
         run_handler(monkeypatch, FileNotFoundError(2, "No such file or directory", "x.jsonl"), "--debug")
+
+
+def test_an_eval_out_that_is_a_file_fails_before_any_model_answers(tmp_path):
+    blocker = tmp_path / "report"
+    blocker.write_text("x")
+    out = moalign("eval", "front", "--methods", "base", "--objectives", "informative,warm", "--out", blocker)
+    assert out.returncode == 2 and out.stderr.strip() == f"moalign: error: exists and is not a folder: {blocker}"

@@ -92,7 +92,10 @@ def _prepare(args: argparse.Namespace):
     """Objectives, scorers, methods and generation settings shared by both subcommands."""
     from moalign.eval import GenerationSettings, parse_method_specs
     from moalign.objectives import get_scorer
+    from moalign.storage import check_writable
 
+    for folder in (args.out, args.cache or args.out / "cache"):  # before any model loads or answers
+        check_writable(folder)
     specs = parse_method_specs(args.methods)
     objectives = _objectives(args, specs)
     if not objectives:

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from accelerate import Accelerator
 
 from moalign.config import ConfigError, config_to_dict
 from moalign.models import portable_model_name, resolve_model_path
-from moalign.storage import write_json_atomic
+from moalign.storage import check_writable, write_json_atomic
 from moalign.train.checkpoint import CHECKPOINT_PATTERN, CheckpointError, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -67,14 +66,10 @@ def holds_run(output_dir: Path) -> bool:
     return bool(checkpoints(output_dir)) or any((output_dir / name).exists() for name in RUN_FILES)
 
 
-def check_writable(output_dir: Path) -> None:
-    """Create ``output_dir`` and write a probe file in it, so a run cannot train for hours and then fail to save."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"output_dir {output_dir} exists and is not a folder")
+def check_output_dir(output_dir: Path) -> None:
+    """``output_dir`` exists (created) and is writable, so a run cannot train for hours and then fail to save."""
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
-            pass
+        check_writable(output_dir)
     except OSError as exc:
         raise ConfigError(f"output_dir {output_dir} is not writable: {exc.strerror or exc}") from None
 
@@ -111,7 +106,7 @@ class TrainerBase:
     def __init__(self, config: Any, *, gradient_accumulation_steps: int = 1):
         self.config = config
         self.output_dir = Path(config.output_dir)
-        check_writable(self.output_dir)
+        check_output_dir(self.output_dir)
         mixed_precision = resolve_mixed_precision(config.mixed_precision)
         reset_accelerate_precision(mixed_precision)
         self.accelerator = Accelerator(
