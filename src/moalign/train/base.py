@@ -20,13 +20,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import Accelerator
 
 from moalign.config import ConfigError, config_to_dict
 from moalign.models import portable_model_name, resolve_model_path
 from moalign.storage import check_writable, write_json_atomic
-from moalign.train.checkpoint import CHECKPOINT_PATTERN, CheckpointError, load_checkpoint, save_checkpoint
+from moalign.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +53,9 @@ def reset_accelerate_precision(mixed_precision: str) -> None:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every ``checkpoint-<step>`` folder, oldest first; other folders are ignored."""
-    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
-             if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))]
-    return sorted(found)
-
-
 def holds_run(output_dir: Path) -> bool:
     """Whether ``output_dir`` has a checkpoint, a final model or a training log."""
-    return bool(checkpoints(output_dir)) or any((output_dir / name).exists() for name in RUN_FILES)
+    return bool(list_checkpoints(output_dir)) or any((output_dir / name).exists() for name in RUN_FILES)
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -74,14 +66,17 @@ def check_output_dir(output_dir: Path) -> None:
         raise ConfigError(f"output_dir {output_dir} is not writable: {exc.strerror or exc}") from None
 
 
-def claim_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse an ``output_dir`` that holds a run unless resuming it or overwriting it (its run files are removed)."""
+def claim_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, remove: bool = True) -> None:
+    """Refuse an ``output_dir`` that holds a run unless resuming it or overwriting it; when overwriting, its
+    run files are removed (by the process with ``remove``: one process of a distributed run)."""
     if not holds_run(output_dir) or resume:
         return
     if not overwrite:
         raise ConfigError(f"output_dir {output_dir} already holds a run; pass --resume to continue it or "
                           "--overwrite to replace it (or choose another output_dir)")
-    for _, path in checkpoints(output_dir):
+    if not remove:
+        return
+    for _, path in list_checkpoints(output_dir):
         shutil.rmtree(path)
     for name in RUN_FILES:
         target = output_dir / name
@@ -103,14 +98,14 @@ class TrainerBase:
 
     tracker_project = "moalign"
 
-    def __init__(self, config: Any, *, gradient_accumulation_steps: int = 1):
+    def __init__(self, config: Any):
         self.config = config
         self.output_dir = Path(config.output_dir)
         check_output_dir(self.output_dir)
         mixed_precision = resolve_mixed_precision(config.mixed_precision)
         reset_accelerate_precision(mixed_precision)
         self.accelerator = Accelerator(
-            gradient_accumulation_steps=gradient_accumulation_steps,
+            gradient_accumulation_steps=1,  # accumulation is the trainers' own: per-objective statistics need it
             mixed_precision=mixed_precision,
             log_with=config.report_to or None,
             project_dir=str(self.output_dir),
@@ -136,7 +131,7 @@ class TrainerBase:
         save_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
                         scheduler=self.scheduler, step=step, write=self.accelerator.is_main_process, extra=extra)
         if self.accelerator.is_main_process:
-            kept = checkpoints(self.output_dir)
+            kept = list_checkpoints(self.output_dir)
             for _, old in kept[: max(0, len(kept) - self.config.save_total_limit)]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -144,13 +139,15 @@ class TrainerBase:
 
     def start_step(self, resume_from: str | Path | bool | None, total_steps: int) -> int:
         """Claim the output folder and, when resuming, restore the checkpoint; return the step to start from."""
-        claim_output_dir(self.output_dir, resume=bool(resume_from), overwrite=self.config.overwrite_output_dir)
+        claim_output_dir(self.output_dir, resume=bool(resume_from), overwrite=self.config.overwrite_output_dir,
+                         remove=self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()
         return self.resume(resume_from, total_steps) if resume_from else 0
 
     def resume(self, resume_from: str | Path | bool, total_steps: int) -> int:
         """Restore the latest (``"latest"``) or a given checkpoint; return its step (0 when there is none yet)."""
         if resume_from in ("latest", True):
-            found = checkpoints(self.output_dir)
+            found = list_checkpoints(self.output_dir)
             if not found:
                 if holds_run(self.output_dir):
                     raise CheckpointError(f"nothing to resume in {self.output_dir}: it holds a run but no "
@@ -212,10 +209,3 @@ class TrainerBase:
             write_json_atomic(final / "moalign_training.json",
                               {**summary, "base_model": base, "base_model_local": resolve_model_path(self.config.model)})
         return final
-
-    def nonfinite_check(self, value: torch.Tensor, what: str, step: int) -> None:
-        """Stop with a message naming the step when ``value`` is NaN or infinite."""
-        from moalign.train.gradients import NonFiniteError
-
-        if not torch.isfinite(torch.as_tensor(value)).all():
-            raise NonFiniteError(f"step {step}: {what} is not finite")

@@ -97,14 +97,17 @@ def save_checkpoint(
     return Path(directory)
 
 
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``checkpoint-<step>`` folder, oldest first; other folders are ignored."""
+    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*")
+             if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))]
+    return sorted(found)
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The checkpoint with the highest step in ``output_dir``, or ``None``."""
-    found = [
-        (int(m.group(1)), p)
-        for p in Path(output_dir).glob("checkpoint-*")
-        if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))
-    ]
-    return max(found)[1] if found else None
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
 
 
 def load_checkpoint(
