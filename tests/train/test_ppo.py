@@ -1,0 +1,74 @@
+"""Multi-objective PPO pieces against hand-computed references: GAE, the KL penalty, Noon PPO, PAMA per token."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moalign.moo import get_advantage_rule
+from moalign.train.ppo import gae, kl_penalty, noon_ppo_loss
+
+
+def gae_by_definition(rewards, values, length, gamma, lam):
+    """A_t = sum_l (gamma lam)^l delta_{t+l}, delta_t = r_t + gamma V_{t+1} - V_t with V = 0 past the end."""
+    v = list(values[:length]) + [0.0]
+    deltas = [rewards[t] + gamma * v[t + 1] - v[t] for t in range(length)]
+    return [sum((gamma * lam) ** (j - t) * deltas[j] for j in range(t, length)) for t in range(length)]
+
+
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 3), st.floats(0.5, 1.0), st.floats(0.0, 1.0),
+       st.integers(0, 99))
+@settings(max_examples=60, deadline=None)
+def test_gae_matches_its_definition_per_objective_with_padding(batch, steps, k, gamma, lam, seed):
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(batch, steps, k, generator=g, dtype=torch.float64)
+    values = torch.randn(batch, steps, k, generator=g, dtype=torch.float64)
+    lengths = torch.randint(1, steps + 1, (batch,), generator=g)
+    mask = torch.arange(steps)[None, :] < lengths[:, None]
+    advantages, returns = gae(rewards, values, mask, gamma=gamma, lam=lam)
+    for b in range(batch):
+        n = int(lengths[b])
+        for i in range(k):
+            expected = gae_by_definition(rewards[b, :, i].tolist(), values[b, :, i].tolist(), n, gamma, lam)
+            torch.testing.assert_close(advantages[b, :n, i], torch.tensor(expected, dtype=torch.float64))
+            torch.testing.assert_close(returns[b, :n, i], advantages[b, :n, i] + values[b, :n, i])
+        assert (advantages[b, n:] == 0).all() and (returns[b, n:] == 0).all()
+
+
+def test_kl_penalty_estimators_by_hand():
+    logp, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -2.0])
+    torch.testing.assert_close(kl_penalty(logp, ref, "k1"), torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(kl_penalty(logp, ref, "k3"), torch.tensor([math.exp(-0.5) - 1 + 0.5, 0.0]))
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        kl_penalty(logp, ref, "k2")
+
+
+def test_noon_ppo_loss_by_hand():
+    # ratios 1.1 (inside the clip range), 1.5 (above 1 + eps: clipped, no gradient), 0.7 (below 1 - eps: the
+    # min keeps u A, so it still pushes up), 1.0 with a negative advantage (Noon: clipped to 0)
+    old = torch.zeros(1, 4)
+    logp = torch.log(torch.tensor([[1.1, 1.5, 0.7, 1.0]])).requires_grad_(True)
+    advantages = torch.tensor([[2.0, 1.0, 3.0, -1.0]])
+    out = noon_ppo_loss(logp, old, advantages, torch.ones(1, 4, dtype=torch.bool), clip_eps=0.2)
+    assert out.loss.item() == pytest.approx(-(2.2 + 1.2 + 2.1 + 0.0) / 4)
+    out.loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-2.2 / 4, 0.0, -2.1 / 4, 0.0]]))
+    assert out.clipped_fraction == pytest.approx(0.25) and out.zero_advantage_fraction == pytest.approx(0.25)
+    masked = noon_ppo_loss(logp, old, advantages, torch.tensor([[True, True, False, False]]), clip_eps=0.2)
+    assert masked.loss.item() == pytest.approx(-(2.2 + 1.2) / 2)  # padding never counts
+
+
+def test_pama_per_token_combination_in_the_noon_loss_by_hand():
+    # K = 2 objectives, 3 tokens. Token 0: both positive -> the smaller, 0.5. Token 1: objective 0 negative ->
+    # Noon clips it to 0, so the token is not reinforced. Token 2: ratio 1.5 > 1.2 -> I(A) = 0 for both.
+    advantages = torch.tensor([[[0.5, 2.0], [-1.0, 3.0], [4.0, 1.0]]])
+    ratio = torch.tensor([[1.0, 1.0, 1.5]])
+    combined = get_advantage_rule("pama", clip_eps=0.2).combine_advantages(advantages, ratio)
+    torch.testing.assert_close(combined.advantage, torch.tensor([[0.5, 0.0, 0.0]]))
+    logp = torch.log(ratio).requires_grad_(True)
+    out = noon_ppo_loss(logp, torch.zeros(1, 3), combined.advantage, torch.ones(1, 3, dtype=torch.bool))
+    assert out.loss.item() == pytest.approx(-0.5 / 3)
+    out.loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.5 / 3, 0.0, 0.0]]))
