@@ -30,7 +30,7 @@ from moalign.train.checkpoint import CheckpointError
 from moalign.train.dpo_config import MultiObjectiveDPOConfig
 from moalign.train.gradients import NonFiniteError
 from moalign.train.losses import ObjectiveLosses, label_counts, objective_losses, pair_margins
-from moalign.train.objective_step import MultiObjectiveStep
+from moalign.train.objective_step import MultiObjectiveStep, check_distributed_geometry
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
 from moalign.train.step import StepTotals
 
@@ -76,6 +76,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             else torch.as_tensor(normalize_preference(config.preference, self.objectives))
         )
         self.rule = get_rule(config.rule, **config.rule_options)
+        check_distributed_geometry(self.rule, self.accelerator, config.rule)
 
         tokenizer = processing_class if processing_class is not None else tokenizer
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
@@ -97,7 +98,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # FSDP2 replaces them by DTensors
         self.objective_step = MultiObjectiveStep(self.accelerator, self.model, self.params, self.rule, self.objectives,
                                                  preference=self.preference, gram_every=config.gram_every,
-                                                 gradient_method=config.gradient_method, rule_name=config.rule)
+                                                 gradient_method=config.gradient_method)
         self.reference = ReferenceLogps(config.reference_mode, self.accelerator.unwrap_model(self.model),
                                         frozen=None if frozen is None else frozen.to(self.accelerator.device))
         if config.reference_mode == "precomputed":

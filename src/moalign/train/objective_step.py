@@ -44,7 +44,8 @@ Forward = Callable[[torch.nn.Module, Any], ObjectiveLosses]
 
 
 def check_distributed_geometry(rule: CombinationRule, accelerator: Accelerator, rule_name: str) -> None:
-    """Refuse, before training, a rule that needs parameter gradients where moalign cannot read them."""
+    """Refuse a rule that needs parameter gradients where moalign cannot read them; trainers call it as soon
+    as the accelerator exists, before any model loads."""
     if Needs.GRAM not in rule.needs:
         return
     kind = accelerator.distributed_type
@@ -57,7 +58,8 @@ def check_distributed_geometry(rule: CombinationRule, accelerator: Accelerator, 
 
 
 def make_geometry(rule: CombinationRule, accelerator: Accelerator, model: torch.nn.Module,
-                  params: Sequence[torch.nn.Parameter], objectives: Sequence[str], method: str = "auto") -> StepGeometry | None:
+                  params: Sequence[torch.nn.Parameter], objectives: Sequence[str],
+                  method: str = "auto") -> StepGeometry | None:
     """The collector a rule needs: per-pair (LoRA, one process, unless ``method`` is ``autograd``), sharded
     (FSDP2), autograd VJPs, or representation gradients (MGDA-UB); ``None`` for rules that need no Gram."""
     unwrapped = accelerator.unwrap_model(model)
@@ -101,10 +103,9 @@ class MultiObjectiveStep:
 
     def __init__(self, accelerator: Accelerator, model: torch.nn.Module, params: Sequence[torch.nn.Parameter],
                  rule: CombinationRule, objectives: Sequence[str], *, preference: torch.Tensor | None = None,
-                 gram_every: int = 1, gradient_method: str = "auto", rule_name: str | None = None):
+                 gram_every: int = 1, gradient_method: str = "auto"):
         self.accelerator, self.model, self.rule = accelerator, model, rule
         self.objectives, self.preference, self.gram_every = tuple(objectives), preference, gram_every
-        check_distributed_geometry(rule, accelerator, rule_name or rule.name)
         self.geometry = make_geometry(rule, accelerator, model, params, objectives, gradient_method)
         self.cached_weights: torch.Tensor | None = None
 
@@ -152,10 +153,13 @@ class MultiObjectiveStep:
         totals.reduce(self.reduce)
         combination = self.rule.combine(self._stats(totals, counts, gram))
         geometry.apply(combination.weights)
-        return StepResult(combination.weights, totals, True, {**combination.info, **gram_diagnostics(gram, self.objectives)})
+        info = {**combination.info, **gram_diagnostics(gram, self.objectives)}
+        return StepResult(combination.weights, totals, True, info)
 
-    def _weights_from_statistics(self, step: int, micros: Sequence[Any], counts: torch.Tensor, refresh: bool,
-                                 totals: StepTotals, forward: Forward) -> tuple[torch.Tensor, dict, ObjectiveLosses | None, list | None]:
+    def _weights_from_statistics(
+        self, step: int, micros: Sequence[Any], counts: torch.Tensor, refresh: bool, totals: StepTotals,
+        forward: Forward,
+    ) -> tuple[torch.Tensor, dict, ObjectiveLosses | None, list | None]:
         """The rule on this step's losses (and, for MGDA-UB, representation Gram), before any backward.
 
         Returns the weights, their diagnostics, and either the one micro-batch's forward with its graph
