@@ -1,4 +1,5 @@
-"""Objectives: named scorers of (prompt, response) used as rewards and as pair labellers."""
+"""Objectives: named scorers of (prompt, response) used as rewards and as pair labellers: rules and
+offline scorers, and learned reward models (sequence-classification heads)."""
 
 from moalign.objectives.base import RuleScorer, Scorer, reward_statistics
 from moalign.objectives.scorers import (
@@ -15,11 +16,25 @@ __all__ = [
     "SCORERS",
     "LengthScorer",
     "ReadabilityScorer",
+    "RewardModelScorer",
     "RuleScorer",
     "Scorer",
     "SentimentScorer",
     "ToxicityScorer",
     "get_scorer",
+    "load_reward_model",
+    "reward_model_scorers",
     "reward_statistics",
     "word_count",
 ]
+
+
+_REWARD_MODEL_NAMES = ("RewardModelScorer", "load_reward_model", "reward_model_scorers")
+
+
+def __getattr__(name: str):
+    if name in _REWARD_MODEL_NAMES:  # keeps `import moalign.objectives` free of torch
+        from moalign.objectives import reward_model
+
+        return getattr(reward_model, name)
+    raise AttributeError(name)

@@ -1,0 +1,108 @@
+"""Learned rewards: a Hugging Face sequence-classification model as a :class:`~moalign.objectives.Scorer`.
+
+Any ``AutoModelForSequenceClassification`` checkpoint works (a local folder or a Hub name such as
+``Ray2333/gpt2-large-harmless-reward_model``): one output is one objective's reward. A multi-head model
+(``num_labels = K``, ``id2label`` naming the objectives, as moalign's reward-model trainer saves them)
+gives one scorer per head, sharing one loaded model. Scoring is batched, without gradients, on the
+model's device; the tokenizer is never mutated (padding side is chosen per call), so concurrent callers
+can share it.
+
+The text scored is the conversation the policy produced: with a chat template, the prompt as the user turn
+and the response as the assistant turn; without one, prompt and response joined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from moalign.objectives.base import Scorer
+
+
+def _render(tokenizer: Any, prompt: str, response: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    return f"{prompt}{response}"
+
+
+class RewardModelScorer(Scorer):
+    """One output (``head``) of a sequence-classification reward model, as a scorer named ``name``.
+
+    Args:
+        name: the objective this head scores.
+        model: a loaded ``...ForSequenceClassification`` model (shared between heads of one model).
+        tokenizer: its tokenizer; it needs a pad token (the eos is used when it has none, without mutating it).
+        head: which output, by index or by its ``id2label`` name; default 0.
+        batch_size, max_length: how many texts a forward pass takes, and the token limit of each.
+    """
+
+    def __init__(self, name: str, model: Any, tokenizer: Any, *, head: int | str = 0, batch_size: int = 8,
+                 max_length: int = 1024):
+        labels = {v: int(k) for k, v in (getattr(model.config, "id2label", None) or {}).items()}
+        if isinstance(head, str):
+            if head not in labels:
+                raise ValueError(f"reward model has no head {head!r}; its heads are {sorted(labels)}")
+            head = labels[head]
+        if not 0 <= head < model.config.num_labels:
+            raise ValueError(f"head {head} is outside the reward model's {model.config.num_labels} output(s)")
+        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+            raise ValueError("the reward model's tokenizer has neither a pad nor an eos token to pad with")
+        self.name, self.model, self.tokenizer, self.head = name, model.eval(), tokenizer, head
+        self.batch_size, self.max_length = batch_size, max_length
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, name: str | None = None, head: int | str = 0,
+                        dtype: str | torch.dtype = "float32", device: str | None = None, **options: Any) -> RewardModelScorer:
+        """Load a reward model and make a scorer of one of its heads (named after the head by default)."""
+        model, tokenizer = load_reward_model(name_or_path, dtype=dtype, device=device)
+        labels = getattr(model.config, "id2label", None) or {}
+        default = head if isinstance(head, str) else labels.get(head, f"reward{head}")
+        return cls(name or default, model, tokenizer, head=head, **options)
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        texts = [_render(self.tokenizer, p, r) for p, r in zip(prompts, responses)]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        device = next(self.model.parameters()).device
+        out = np.empty(len(texts), dtype=np.float64)
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start:start + self.batch_size]
+            encoded = [self.tokenizer(t, truncation=True, max_length=self.max_length)["input_ids"] for t in chunk]
+            width = max(len(ids) for ids in encoded)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, ids in enumerate(encoded):  # right padding, built here so the shared tokenizer is untouched
+                input_ids[i, :len(ids)] = torch.tensor(ids)
+                attention[i, :len(ids)] = 1
+            logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+            out[start:start + len(chunk)] = logits[:, self.head].float().cpu().numpy()
+        return out
+
+
+def load_reward_model(name_or_path: str, *, dtype: str | torch.dtype = "float32", device: str | None = None):
+    """``(model, tokenizer)`` of a sequence-classification reward model, in eval mode, with ``pad_token_id`` set
+    on the model's config (the last non-pad token is where it reads its score)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from moalign.models import resolve_dtype
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=resolve_dtype(dtype))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
+def reward_model_scorers(name_or_path: str, **options: Any) -> list[RewardModelScorer]:
+    """One scorer per head of a (multi-head) reward model, named by its ``id2label``; the heads share one model."""
+    model, tokenizer = load_reward_model(name_or_path, dtype=options.pop("dtype", "float32"),
+                                         device=options.pop("device", None))
+    labels = getattr(model.config, "id2label", None) or {}
+    return [RewardModelScorer(labels.get(k, f"reward{k}"), model, tokenizer, head=k, **options)
+            for k in range(model.config.num_labels)]
