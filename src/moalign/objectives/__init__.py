@@ -11,6 +11,7 @@ from moalign.objectives.scorers import (
     get_scorer,
     word_count,
 )
+from moalign.objectives.whitening import RunningWhitening
 
 __all__ = [
     "SCORERS",
@@ -18,6 +19,7 @@ __all__ = [
     "ReadabilityScorer",
     "RewardModelScorer",
     "RuleScorer",
+    "RunningWhitening",
     "Scorer",
     "SentimentScorer",
     "ToxicityScorer",
