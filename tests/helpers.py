@@ -46,3 +46,18 @@ def make_expert(tiny_model_path, path, seed, *, objectives=None, preference=None
         summary = {"objectives": list(objectives), "rule": "linear", "config": {"preference": preference}}
         (path / "moalign_training.json").write_text(json.dumps(summary))
     return path
+
+
+def make_reward_model(tiny_model_path, path, objectives=("helpful", "harmless"), seed=0):
+    """A randomly initialised sequence-classification reward model on the tiny model, one head per objective."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from moalign.models import load_tokenizer
+
+    labels = dict(enumerate(objectives))
+    config = AutoConfig.from_pretrained(tiny_model_path, num_labels=len(objectives), id2label=labels,
+                                        label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    load_tokenizer(tiny_model_path).save_pretrained(path)
+    return path

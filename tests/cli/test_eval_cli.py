@@ -97,3 +97,24 @@ def test_front_input_errors(experts, tiny_model_path, tmp_path, extra, message):
     out = moalign("eval", "front", "--model", tiny_model_path, "--out", tmp_path, *extra)
     assert out.returncode == 2, out.stdout + out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_reward_models_judge_the_front(tiny_model_path, tmp_path):
+    from helpers import make_reward_model
+    from moalign.objectives import RewardModelScorer
+
+    rm = make_reward_model(tiny_model_path, tmp_path / "rm")
+    out = moalign("eval", "front", "--methods", "base", "--model", tiny_model_path, "--judges",
+                  f"helpful=rm:{rm},harmless=rm:{rm}:harmless", "--n-prompts", "3", "--max-new-tokens", "4",
+                  "--resamples", "20", "--out", tmp_path / "front")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "front" / "report.json").read_text())
+    assert report["objectives"] == ["helpful", "harmless"]
+    (cache_file,) = (tmp_path / "front" / "cache").rglob("*.jsonl")
+    _, *records = [json.loads(line) for line in cache_file.read_text().split("\n") if line]
+    prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
+    for head in ("helpful", "harmless"):
+        expected = RewardModelScorer.from_pretrained(str(rm), head=head).reward(prompts, responses).mean()
+        assert report["methods"]["base"]["points"][0]["scores"][report["objectives"].index(head)] == pytest.approx(expected)
+    bad = moalign("eval", "front", "--methods", "base", "--judges", "helpful=model:x", "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "bad judge 'helpful=model:x'" in bad.stderr

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from helpers import make_reward_model
 
-from moalign.models import load_tokenizer
 from moalign.objectives import RewardModelScorer, reward_model_scorers
 from moalign.objectives.reward_model import _render
 
@@ -15,14 +14,7 @@ RESPONSES = ["hi", "it is a long answer with many words in it", "because", ""]
 
 @pytest.fixture(scope="module")
 def two_head_reward_model(tiny_model_path, tmp_path_factory):
-    config = AutoConfig.from_pretrained(tiny_model_path, num_labels=2, id2label={0: "helpful", 1: "harmless"},
-                                        label2id={"helpful": 0, "harmless": 1})
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_config(config)
-    path = tmp_path_factory.mktemp("rm") / "two-head"
-    model.save_pretrained(path)
-    load_tokenizer(tiny_model_path).save_pretrained(path)
-    return path
+    return make_reward_model(tiny_model_path, tmp_path_factory.mktemp("rm") / "two-head")
 
 
 def test_each_head_is_a_scorer_that_matches_unpadded_forwards(two_head_reward_model):

@@ -40,6 +40,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", required=True, help="NAME=KIND,... with KIND base | PATH | models:P+P+... | soup:P+P+...")
     parser.add_argument("--objectives", help="scorer names, comma-separated (default: the objectives the first trained "
                         "model recorded)")
+    parser.add_argument("--judges", help="learned judges: OBJECTIVE=rm:PATH[:HEAD],... (a sequence-classification "
+                        "reward model, HEAD an index or id2label name); other objectives use the built-in scorers")
     parser.add_argument("--model", help="base model (default: the one the first adapter records)")
     parser.add_argument("--n-prompts", type=_positive_int, help="use the first N prompts (default: all; bundled: 24)")
     parser.add_argument("--max-new-tokens", type=_positive_int, default=64)
@@ -97,18 +99,43 @@ def _prepare(args: argparse.Namespace):
     for folder in (args.out, args.cache or args.out / "cache"):  # before any model loads or answers
         check_writable(folder)
     specs = parse_method_specs(args.methods)
-    objectives = _objectives(args, specs)
+    judges = _parse_judges(args.judges)
+    objectives = list(judges) if judges and not args.objectives else _objectives(args, specs)
     if not objectives:
         raise ConfigError("no objectives given")
     scorers = []
     for name in objectives:
+        if name in judges:
+            from moalign.objectives import RewardModelScorer
+
+            path, head = judges[name]
+            scorers.append(RewardModelScorer.from_pretrained(path, name=name, head=head))
+            continue
         try:
             scorers.append(get_scorer(name))
         except KeyError as exc:
             raise ConfigError(f"objective {name!r} has no built-in scorer to judge it ({exc.args[0]}); pass "
-                             "--objectives with scorer names") from None
+                             "--objectives with scorer names, or a reward model with --judges") from None
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.batch_size, args.seed)
     return specs, objectives, scorers, settings, _base_model(args, specs)
+
+
+def _parse_judges(text: str | None) -> dict[str, tuple[str, int | str]]:
+    """``"helpful=rm:runs/rm/final:helpful,harmless=rm:PATH"`` -> ``{objective: (path, head)}``."""
+    judges: dict[str, tuple[str, int | str]] = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        name, _, spec = part.partition("=")
+        kind, _, rest = spec.partition(":")
+        if not name or kind != "rm" or not rest:
+            raise ConfigError(f"bad judge {part!r}; use OBJECTIVE=rm:PATH or OBJECTIVE=rm:PATH:HEAD")
+        path, _, head = rest.rpartition(":") if not Path(rest).exists() and ":" in rest else (rest, "", "")
+        hub_name = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+        if not Path(path).exists() and not hub_name:
+            raise ConfigError(f"judge {name!r}: no reward model folder {path}")
+        judges[name] = (path, int(head) if head.isdigit() else head or 0)
+    return judges
 
 
 def _parse_vector(text: str, length: int, what: str) -> np.ndarray:

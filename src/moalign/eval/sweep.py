@@ -40,10 +40,12 @@ class FrontPoint:
         return self.per_prompt.mean(axis=0)
 
 
-def _fingerprint(method: str, preference: np.ndarray, prompts: Sequence[str], objectives: Sequence[str], settings: dict) -> str:
-    """A hash of everything a cached sweep point depends on; its first 16 digits name the cache file."""
+def _fingerprint(method: str, preference: np.ndarray, prompts: Sequence[str], scorers: Sequence[Scorer],
+                 settings: dict) -> str:
+    """A hash of everything a cached sweep point depends on (the judges included); its first 16 digits name
+    the cache file."""
     blob = json.dumps({"method": method, "preference": [round(float(p), 6) for p in preference],
-                       "prompts": list(prompts), "objectives": list(objectives), "settings": settings},
+                       "prompts": list(prompts), "judges": [s.fingerprint() for s in scorers], "settings": settings},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -83,7 +85,7 @@ def sweep(
     prompts = list(prompts)
     points = []
     for preference in prefs:
-        fingerprint = _fingerprint(method, preference, prompts, names, settings or {})
+        fingerprint = _fingerprint(method, preference, prompts, scorers, settings or {})
         path = Path(cache_dir) / method / f"{fingerprint[:16]}.jsonl"
         records = _read_cached(path, fingerprint, prompts, names) if path.exists() else None
         if records is None:

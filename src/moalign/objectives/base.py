@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,10 @@ class Scorer(ABC):
         if bad.size:
             raise ValueError(f"scorer {self.name!r} returned a non-finite score for item {int(bad[0])}")
         return raw if self.higher_is_better else -raw
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this scorer's numbers (cached scores are reused only for the same fingerprint)."""
+        return {"scorer": type(self).__name__, "name": self.name, "higher_is_better": self.higher_is_better}
 
     def __repr__(self) -> str:
         direction = "higher" if self.higher_is_better else "lower"

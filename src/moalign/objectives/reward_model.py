@@ -63,6 +63,10 @@ class RewardModelScorer(Scorer):
         default = head if isinstance(head, str) else labels.get(head, f"reward{head}")
         return cls(name or default, model, tokenizer, head=head, **options)
 
+    def fingerprint(self) -> dict[str, Any]:
+        return {**super().fingerprint(), "model": str(getattr(self.model.config, "_name_or_path", "")),
+                "head": self.head, "max_length": self.max_length}
+
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         texts = [_render(self.tokenizer, p, r) for p, r in zip(prompts, responses)]
