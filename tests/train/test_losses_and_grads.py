@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from moalign.data import PreferenceCollator, make_pair
 from moalign.models import load_model, sequence_logprobs
