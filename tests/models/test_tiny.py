@@ -42,3 +42,11 @@ def test_sampled_generation_is_reproducible_and_tokenizer_side_restored(tiny_mod
     assert first == generate_responses(model, tok, prompts, seed=1, **kw)
     assert len(first) == 3 and all(isinstance(t, str) for t in first)
     assert tok.padding_side == "right"
+
+
+def test_generation_leaves_the_tokenizer_alone_and_batches_answer_as_single_prompts(tiny_model_path):
+    model, tokenizer = load_model(tiny_model_path), load_tokenizer(tiny_model_path)  # right padding, as loaded
+    prompts = ["hello cat", "the dog runs far away from the big red house today", "why"]
+    batched = generate_responses(model, tokenizer, prompts, max_new_tokens=6, batch_size=3)
+    assert tokenizer.padding_side == "right"  # shared tokenizers are never changed
+    assert batched == [generate_responses(model, tokenizer, [p], max_new_tokens=6)[0] for p in prompts]

@@ -35,30 +35,31 @@ def generate_responses(
 ) -> list[str]:
     """Generate one response per prompt; ``temperature=0`` is greedy. Same seed, same outputs.
 
-    Batches are left-padded; each batch reseeds from ``seed`` and its index, so results do not depend
-    on what ran before.
+    Batches are left-padded by hand, so the caller's tokenizer is never changed. Greedy decoding draws no
+    random numbers; sampling reseeds from ``seed`` and the batch index, so results do not depend on what ran
+    before (HF ``generate`` samples from the global generator; a per-call generator needs moalign's own
+    sampling loop, which HoE's batched mixed-preference generation will bring).
     """
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     model.eval()
     device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[str] = []
-    try:
-        starts = range(0, len(prompts), batch_size)
-        for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False)):
-            texts = [render_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    starts = range(0, len(prompts), batch_size)
+    for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False)):
+        texts = [render_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
+        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for i, ids in enumerate(encoded):
+            input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, width - len(ids):] = 1
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
             torch.manual_seed(seed * 1_000_003 + b)
-            sampling: dict[str, Any] = (
-                {"do_sample": True, "temperature": temperature, "top_p": top_p}
-                if temperature > 0
-                else {"do_sample": False}
-            )
-            out = model.generate(
-                **enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
-            )
-            new_tokens = out[:, enc["input_ids"].shape[1]:]
-            outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = side
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                             max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
+        new_tokens = out[:, width:]
+        outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs
