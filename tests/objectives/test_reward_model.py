@@ -6,7 +6,7 @@ import torch
 from helpers import make_reward_model
 
 from moalign.objectives import RewardModelScorer, reward_model_scorers
-from moalign.objectives.reward_model import _render
+from moalign.models import render_conversation
 
 PROMPTS = ["hello cat", "the dog runs far away today", "why", "a b c d e f g"]
 RESPONSES = ["hi", "it is a long answer with many words in it", "because", ""]
@@ -25,7 +25,7 @@ def test_each_head_is_a_scorer_that_matches_unpadded_forwards(two_head_reward_mo
     expected = []
     with torch.no_grad():
         for prompt, response in zip(PROMPTS, RESPONSES):  # one at a time: no padding at all
-            ids = torch.tensor([tokenizer(_render(tokenizer, prompt, response))["input_ids"]])
+            ids = torch.tensor([tokenizer(render_conversation(tokenizer, prompt, response), add_special_tokens=False)["input_ids"]])
             expected.append(helpful.model(input_ids=ids).logits[0].tolist())
     expected = np.array(expected)
     np.testing.assert_allclose(helpful.reward(PROMPTS, RESPONSES), expected[:, 0], rtol=1e-5, atol=1e-6)

@@ -1,38 +1,51 @@
-"""``moalign train dpo --config cfg.yaml [--key value ...]``: multi-objective DPO from a YAML config."""
+"""``moalign train dpo|rm|rl --config cfg.yaml [--key value ...]``: train from a YAML config plus overrides."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
+#: method -> (config class, trainer class, help), as ``module:name`` so the CLI starts without torch.
+METHODS = {
+    "dpo": ("moalign.train:MultiObjectiveDPOConfig", "moalign.train:MultiObjectiveDPOTrainer",
+            "multi-objective DPO with a combination rule (default mgda_decoupled)"),
+    "rm": ("moalign.train:RewardModelConfig", "moalign.train:RewardModelTrainer",
+           "reward models: one Bradley-Terry head per objective on a shared backbone"),
+}
+
+
+def _load(spec: str):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="train a model (dpo)")
+    train = commands.add_parser("train", help=f"train a model ({', '.join(METHODS)})")
     sub = train.add_subparsers(dest="train_command", required=True, metavar="METHOD")
-    dpo = sub.add_parser(
-        "dpo",
-        help="multi-objective DPO with a combination rule (default mgda_decoupled)",
-        description="Every key of MultiObjectiveDPOConfig can be set in the YAML file or as --key value.",
-    )
-    dpo.add_argument("--config", type=Path, help="YAML file of MultiObjectiveDPOConfig keys")
-    dpo.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                     help="resume from the latest checkpoint in output_dir (or the one given)")
-    dpo.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
-    dpo.set_defaults(handler=run_dpo, accepts_overrides=True)
+    for method, (config_spec, _, help_text) in METHODS.items():
+        config_name = config_spec.split(":")[1]
+        parser = sub.add_parser(method, help=help_text,
+                                description=f"Every key of {config_name} can be set in the YAML file or as --key value.")
+        parser.add_argument("--config", type=Path, help=f"YAML file of {config_name} keys")
+        parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                            help="resume from the latest checkpoint in output_dir (or the one given)")
+        parser.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
+        parser.set_defaults(handler=run_training, accepts_overrides=True, method=method)
 
 
-def run_dpo(args: argparse.Namespace) -> int:
+def run_training(args: argparse.Namespace) -> int:
     from moalign.config import load_config, parse_overrides
-    from moalign.train import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
+    config_spec, trainer_spec, _ = METHODS[args.method]
     overrides = parse_overrides(args.overrides)
     if args.resume:
         overrides["resume_from"] = args.resume
     if args.overwrite:
         overrides["overwrite_output_dir"] = "true"
-    config = load_config(MultiObjectiveDPOConfig, args.config, overrides)
-    trainer = MultiObjectiveDPOTrainer(config)
+    config = load_config(_load(config_spec), args.config, overrides)
+    trainer = _load(trainer_spec)(config)
     summary = trainer.train()
     if not trainer.accelerator.is_main_process:
         return 0

@@ -13,7 +13,19 @@ from typing import Any
 
 import torch
 
-from moalign.data.schema import DataError, Prompt, PreferencePair
+from moalign.data.schema import DataError, PreferencePair, Prompt
+
+
+def pair_labels(pairs: Sequence[PreferencePair], objectives: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``labels`` (int8 signs: +1 A, -1 B, 0 tie) and ``label_mask`` (which objectives label each pair), ``(B, K)``."""
+    labels = torch.zeros((len(pairs), len(objectives)), dtype=torch.int8)
+    label_mask = torch.zeros((len(pairs), len(objectives)), dtype=torch.bool)
+    for i, pair in enumerate(pairs):
+        for k, name in enumerate(objectives):
+            if name in pair.labels:
+                labels[i, k] = int(pair.labels[name])
+                label_mask[i, k] = True
+    return labels, label_mask
 
 
 class PreferenceCollator:
@@ -72,13 +84,7 @@ class PreferenceCollator:
             input_ids[i, :total] = torch.tensor(prompt_ids + response_ids)
             attention_mask[i, :total] = 1
             response_mask[i, len(prompt_ids):total] = 1
-        labels = torch.zeros((len(pairs), len(self.objectives)), dtype=torch.int8)
-        label_mask = torch.zeros((len(pairs), len(self.objectives)), dtype=torch.bool)
-        for i, pair in enumerate(pairs):
-            for k, name in enumerate(self.objectives):
-                if name in pair.labels:
-                    labels[i, k] = int(pair.labels[name])
-                    label_mask[i, k] = True
+        labels, label_mask = pair_labels(pairs, self.objectives)
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,

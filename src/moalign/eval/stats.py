@@ -1,45 +1,14 @@
-"""Bootstrap confidence intervals over prompts, and win/tie/loss counting against reference responses."""
+"""Win/tie/loss counting against reference responses (the intervals live in ``moalign.stats``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from moalign.stats import Interval, bootstrap_interval
 
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with a percentile-bootstrap confidence interval."""
-
-    estimate: float
-    low: float
-    high: float
-    level: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high, "level": self.level}
-
-
-def bootstrap_interval(
-    values: np.ndarray,
-    statistic: Callable[[np.ndarray], float] = np.mean,
-    *,
-    level: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> Interval:
-    """Percentile bootstrap over the first axis of ``values`` (one row per prompt); seeded, so reproducible."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.shape[0] < 2:
-        raise ValueError(f"a bootstrap needs at least 2 items, got {data.shape[0]}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, data.shape[0], size=(resamples, data.shape[0]))
-    stats = np.array([statistic(data[i]) for i in index])
-    alpha = (1 - level) / 2
-    return Interval(float(statistic(data)), float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)), level)
+__all__ = ["Interval", "WinRate", "bootstrap_interval", "count_outcomes", "outcomes"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Models: load causal LMs by name or path, the offline default (SmolLM2) and tiny test models, LoRA."""
 
-from moalign.models.generation import generate_responses, render_prompt
+from moalign.models.generation import generate_responses, render_conversation, render_prompt
 from moalign.models.loading import (
     DEFAULT_MODEL_ALIASES,
     DEFAULT_MODEL_HUB_ID,
@@ -30,9 +30,10 @@ __all__ = [
     "generate_responses",
     "load_model",
     "load_tokenizer",
-    "prepare_default_model",
     "portable_model_name",
+    "prepare_default_model",
     "prepare_gguf_model",
+    "render_conversation",
     "render_prompt",
     "resolve_dtype",
     "resolve_model_path",

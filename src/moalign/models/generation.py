@@ -19,6 +19,17 @@ def render_prompt(tokenizer: Any, prompt: str | list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
 
 
+def render_conversation(tokenizer: Any, prompt: str | list[dict[str, str]], response: str) -> str:
+    """The text of a finished exchange, as reward models read it: with a chat template, the prompt's turns
+    and the response as the assistant turn; without one, the turns' text followed by the response."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": response}], tokenize=False)
+    if isinstance(prompt, str):
+        return f"{prompt}{response}"
+    return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + f"assistant: {response}"
+
+
 @torch.no_grad()
 def generate_responses(
     model: Any,

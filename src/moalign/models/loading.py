@@ -102,7 +102,8 @@ class LoraSpec:
     dropout: float = 0.0
     target_modules: str | list[str] = field(default="all-linear")
 
-    def to_peft(self) -> LoraConfig:
+    def to_peft(self, task_type: str = "CAUSAL_LM") -> LoraConfig:
+        """PEFT's config; ``task_type="SEQ_CLS"`` also trains (and saves) a sequence-classification head."""
         from peft import LoraConfig
 
         return LoraConfig(
@@ -110,12 +111,13 @@ class LoraSpec:
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
             target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
+            task_type=task_type,
         )
 
 
-def add_lora(model: PreTrainedModel, spec: LoraSpec, adapter_name: str = "default") -> PeftModel:
+def add_lora(model: PreTrainedModel, spec: LoraSpec, adapter_name: str = "default", *,
+             task_type: str = "CAUSAL_LM") -> PeftModel:
     """Wrap ``model`` with a fresh trainable LoRA adapter through PEFT."""
     from peft import get_peft_model
 
-    return get_peft_model(model, spec.to_peft(), adapter_name=adapter_name)
+    return get_peft_model(model, spec.to_peft(task_type), adapter_name=adapter_name)

@@ -22,11 +22,37 @@ import torch
 from moalign.objectives.base import Scorer
 
 
-def _render(tokenizer: Any, prompt: str, response: str) -> str:
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        return tokenizer.apply_chat_template(messages, tokenize=False)
-    return f"{prompt}{response}"
+def encode_conversations(tokenizer: Any, prompts: Sequence[Any], responses: Sequence[str],
+                         max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` of the rendered exchanges, as reward models are trained
+    and scored on them. A text over ``max_length`` tokens keeps its last tokens (the response, which is what is
+    judged). The padding is built here, so a shared tokenizer is never changed."""
+    from moalign.models import render_conversation
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the reward model's tokenizer has neither a pad nor an eos token to pad with")
+    encoded = [tokenizer(render_conversation(tokenizer, p, r), add_special_tokens=False)["input_ids"][-max_length:]
+               for p, r in zip(prompts, responses)]
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def sequence_rewards(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(B, K)`` rewards of a right-padded batch: the head outputs at each row's last real token.
+
+    Read at the attention mask's last position rather than where the pad id first appears, because a
+    tokenizer that pads with its eos also ends chat turns with it."""
+    hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    if hidden.ndim == 2:  # models that pool themselves
+        return hidden
+    last = batch["attention_mask"].sum(1) - 1
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
 class RewardModelScorer(Scorer):
@@ -69,21 +95,13 @@ class RewardModelScorer(Scorer):
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        texts = [_render(self.tokenizer, p, r) for p, r in zip(prompts, responses)]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
-        out = np.empty(len(texts), dtype=np.float64)
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start:start + self.batch_size]
-            encoded = [self.tokenizer(t, truncation=True, max_length=self.max_length)["input_ids"] for t in chunk]
-            width = max(len(ids) for ids in encoded)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, ids in enumerate(encoded):  # right padding, built here so the shared tokenizer is untouched
-                input_ids[i, :len(ids)] = torch.tensor(ids)
-                attention[i, :len(ids)] = 1
-            logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
-            out[start:start + len(chunk)] = logits[:, self.head].float().cpu().numpy()
+        out = np.empty(len(responses), dtype=np.float64)
+        for start in range(0, len(responses), self.batch_size):
+            end = start + self.batch_size
+            batch = encode_conversations(self.tokenizer, prompts[start:end], responses[start:end], self.max_length)
+            rewards = sequence_rewards(self.model, {k: v.to(device) for k, v in batch.items()})
+            out[start:start + rewards.shape[0]] = rewards[:, self.head].float().cpu().numpy()
         return out
 
 

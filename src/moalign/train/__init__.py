@@ -1,10 +1,13 @@
-"""Training: multi-objective DPO (with any rule from ``moalign.moo``), its losses, gradients and checkpoints."""
+"""Training: multi-objective DPO (with any rule from ``moalign.moo``), reward models, their losses, gradients and
+checkpoints."""
 
 from moalign.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from moalign.train.dpo_config import MultiObjectiveDPOConfig
 from moalign.train.dpo_trainer import MultiObjectiveDPOTrainer
 from moalign.train.gradients import NonFiniteError, gram_from_grads, per_objective_grads
 from moalign.train.losses import ObjectiveLosses, objective_losses, pair_margins
+from moalign.train.reward_config import RewardModelConfig
+from moalign.train.reward_trainer import RewardModelTrainer
 
 __all__ = [
     "CheckpointError",
@@ -12,6 +15,8 @@ __all__ = [
     "MultiObjectiveDPOTrainer",
     "NonFiniteError",
     "ObjectiveLosses",
+    "RewardModelConfig",
+    "RewardModelTrainer",
     "gram_from_grads",
     "latest_checkpoint",
     "load_checkpoint",

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 
 from moalign.config import ConfigError, config_to_dict
@@ -112,6 +113,51 @@ class TrainerBase:
         )
         self.log_path = self.output_dir / "log.jsonl"
 
+    # ---- shared set-up ------------------------------------------------------------------------------
+
+    def task_data(self) -> Any:
+        """The built-in task the config names (``task: bundled | synthetic``) as a ``PreferenceDataset``, or None."""
+        task = getattr(self.config, "task", None)
+        if task is None:
+            return None
+        from moalign.tasks import (
+            BundledTaskConfig,
+            build_synthetic_task,
+            load_or_build_bundled_task,
+        )
+
+        task_config = BundledTaskConfig(seed=self.config.seed)
+        if task == "synthetic":
+            return build_synthetic_task(task_config)
+        return load_or_build_bundled_task(resolve_model_path(self.config.model), task_config)[0]
+
+    def build_optimizer(self, model: torch.nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        """AdamW over the trainable parameters and the config's schedule over ``total_steps`` optimizer steps.
+
+        The scheduler stays unprepared: accelerate's wrapper steps it once per process per call, and
+        ``total_steps`` already counts optimizer steps."""
+        from transformers import get_scheduler
+
+        c = self.config
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=c.learning_rate, weight_decay=c.weight_decay)
+        scheduler = get_scheduler(c.lr_scheduler, optimizer, num_warmup_steps=int(c.warmup_ratio * total_steps),
+                                  num_training_steps=total_steps)
+        return optimizer, scheduler
+
+    def clip_and_step(self, params: list[torch.Tensor], step: int) -> dict[str, float]:
+        """Clip the gradient of ``params``, step the optimizer and the schedule, clear the gradients; return
+        the learning rate and the norm before clipping. A non-finite gradient stops the run naming the step."""
+        from moalign.train.gradients import NonFiniteError
+
+        grad_norm = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm)
+        if not torch.isfinite(torch.as_tensor(grad_norm)):
+            raise NonFiniteError(f"step {step}: the combined gradient is not finite")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+
     # ---- hooks for subclasses -----------------------------------------------------------------------
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -192,6 +238,10 @@ class TrainerBase:
         if self.config.report_to and flat:
             self.accelerator.log(flat, step=record["step"])
 
+    def final_model(self) -> torch.nn.Module:
+        """What ``save_final`` writes with ``save_pretrained``: the trained model (its adapter under LoRA)."""
+        return self.accelerator.unwrap_model(self.model)
+
     def save_final(self, tokenizer: Any, summary: dict[str, Any]) -> Path:
         """``output_dir/final``: ``save_pretrained`` of the adapter (or model) and tokenizer, plus a summary."""
         self.accelerator.wait_for_everyone()
@@ -199,7 +249,7 @@ class TrainerBase:
         # Under FSDP2 the full weights are gathered (every process takes part) before the main one writes.
         state_dict = self.accelerator.get_state_dict(self.model) if self.accelerator.is_fsdp2 else None
         if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(final, state_dict=state_dict)
+            self.final_model().save_pretrained(final, state_dict=state_dict)
             tokenizer.save_pretrained(final)
             base = portable_model_name(self.config.model)
             adapter_config = final / "adapter_config.json"

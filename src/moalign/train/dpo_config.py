@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from moalign.config import ConfigError
+from moalign.train.config_base import PreferenceDataConfig
 
 
 @dataclass
-class MultiObjectiveDPOConfig:
+class MultiObjectiveDPOConfig(PreferenceDataConfig):
     """Multi-objective DPO: one policy, K per-objective DPO losses, one combination rule.
 
-    Parameters that control the model:
-        model: Hub name, local path, or ``smollm2`` / ``tiny``.
-        dtype: ``auto`` (bf16 on a capable GPU, else fp32), ``float32``, ``bfloat16``.
-        use_lora: train a LoRA adapter (``True``) or all weights (``False``).
-        lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter (PEFT ``LoraConfig``).
+    The model, training, logging and data settings are those of
+    :class:`~moalign.train.config_base.PreferenceDataConfig`; DPO adds:
+
+    The reference:
         reference: ``auto`` (base model with adapters disabled under LoRA, else ``precomputed``),
             ``adapter_disabled``, ``copy`` (a frozen copy), or ``precomputed`` (reference log-probs of
             every pair computed once before training and cached in ``output_dir``).
 
-    Parameters that control the data:
-        task: ``bundled`` or ``synthetic`` to train on moalign's bundled task instead of files.
-        train_files: preference files or datasets (see ``moalign.data.load_preference_data``).
-        adapter: their format (``native``, ``hh_rlhf``, ``pku_saferlhf``, ``ultrafeedback``, ``helpsteer2``).
-        file_objectives: for one-objective formats (HH-RLHF), the objective each file labels, in order.
-        objectives: which objectives to train on, in order (default: all in the data).
-        eval_files: held-out files; when empty, ``eval_fraction`` of the pairs is held out (seeded).
-        max_train_pairs: use at most this many training pairs (after the split).
-        max_length, max_prompt_length: token limits of prompt + response and of the prompt.
-        drop_invalid: skip bad rows (and report how many) instead of stopping.
-        leftover: the last partial optimizer step of an epoch is completed with pairs from the start of
-            the epoch (``wrap``, default) or skipped (``drop``); see ``moalign.data.StepSampler``.
-
-    Parameters that control the objective and its combination:
+    The objective and its combination:
         rule: weight rule from ``moalign.moo.RULES``; default ``mgda_decoupled``. Every rule updates along
             ``sum_k w_k grad L_k`` with ``L_k`` objective k's mean over the whole optimizer step; the rule
             is called once per step. ``mgda_ub`` reads the Gram of gradients with respect to the policy's
@@ -50,49 +36,9 @@ class MultiObjectiveDPOConfig:
             applies).
         beta: DPO temperature (0.5 in the MGDA-Decoupled paper).
         loss_type: ``sigmoid`` (DPO) or ``ipo``.
-
-    Parameters that control training:
-        learning_rate, weight_decay, warmup_ratio, lr_scheduler, max_grad_norm: AdamW and its schedule.
-        per_device_batch_size, gradient_accumulation_steps, num_epochs, max_steps: how much to train;
-            ``max_steps`` overrides ``num_epochs`` when set.
-        mixed_precision: ``no``, ``fp16`` or ``bf16``; unset, the accelerate config's choice (``no`` without one).
-        seed: seeds model init, data order and sampling; the same seed gives the same run.
-
-    Parameters that control logging and saving:
-        output_dir: where checkpoints, logs and the final model go. One that already holds a run is refused
-            unless ``resume_from`` or ``overwrite_output_dir`` is set.
-        resume_from: ``latest`` (the newest ``checkpoint-<step>`` in ``output_dir``) or a checkpoint path;
-            settings that change the result must equal the checkpoint's.
-        overwrite_output_dir: remove the run in ``output_dir`` (checkpoints, final model, log) and start again.
-        logging_steps, eval_steps, save_steps: intervals in optimizer steps (0 = never; eval and save
-            always happen at the end).
-        eval_before: also evaluate before the first step (skip it when comparing runs from one start).
-        save_total_limit: keep only this many checkpoints (oldest deleted first).
-        report_to: accelerate trackers, e.g. ``[tensorboard]`` or ``[wandb]``; a JSONL log is always written.
     """
 
-    model: str = "smollm2"
-    dtype: str = "auto"
-    use_lora: bool = True
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target_modules: str | list[str] = "all-linear"
     reference: str = "auto"
-
-    task: str | None = None
-    train_files: list[str] = field(default_factory=list)
-    adapter: str = "native"
-    file_objectives: list[str] | None = None
-    objectives: list[str] | None = None
-    eval_files: list[str] = field(default_factory=list)
-    eval_fraction: float = 0.1
-    max_train_pairs: int | None = None
-    max_length: int = 512
-    max_prompt_length: int = 256
-    drop_invalid: bool = False
-    leftover: str = "wrap"
-
     rule: str = "mgda_decoupled"
     rule_options: dict = field(default_factory=dict)
     preference: list[float] | None = None
@@ -100,65 +46,22 @@ class MultiObjectiveDPOConfig:
     gradient_method: str = "auto"
     beta: float = 0.5
     loss_type: str = "sigmoid"
-
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    lr_scheduler: str = "linear"
-    max_grad_norm: float = 1.0
-    per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    num_epochs: float = 1.0
-    max_steps: int | None = None
-    mixed_precision: str | None = None
-    seed: int = 0
-
     output_dir: str = "runs/dpo"
-    resume_from: str | None = None
-    overwrite_output_dir: bool = False
-    logging_steps: int = 10
-    eval_steps: int = 0
-    save_steps: int = 0
-    save_total_limit: int = 2
-    eval_before: bool = True
-    report_to: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from moalign.data import LEFTOVER_RULES
         from moalign.moo import ADVANTAGE_RULES, RULES, get_rule
         from moalign.train.losses import LOSS_TYPES
 
+        super().__post_init__()
         if self.rule in ADVANTAGE_RULES:
             raise ConfigError(f"rule {self.rule!r} combines per-token RL advantages, which DPO does not have: "
                               f"use it with `moalign train rl`; DPO rules are {sorted(RULES)}")
         if self.rule not in RULES:
             raise ConfigError(f"unknown rule {self.rule!r}; rules are {sorted(RULES)}")
-        if isinstance(self.lora_target_modules, str) and re.fullmatch(r"[\w.]+", self.lora_target_modules) \
-                and self.lora_target_modules != "all-linear":
-            self.lora_target_modules = [self.lora_target_modules]  # one module name, not a PEFT regex
         try:
             get_rule(self.rule, **self.rule_options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"rule_options {self.rule_options} for rule {self.rule!r}: {exc}") from None
-        if self.leftover not in LEFTOVER_RULES:
-            raise ConfigError(f"unknown leftover {self.leftover!r}; choose one of {LEFTOVER_RULES}")
-        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
-            raise ConfigError(f"unknown mixed_precision {self.mixed_precision!r}; use no, fp16 or bf16")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be at least 1 (or unset to train num_epochs), got {self.max_steps}")
-        for name in ("num_epochs", "learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("max_length", "max_prompt_length", "save_total_limit", "lora_r"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("logging_steps", "eval_steps", "save_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be 0 (never) or positive, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.resume_from is not None and self.overwrite_output_dir:
-            raise ConfigError("resume_from and overwrite_output_dir exclude each other")
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"unknown loss_type {self.loss_type!r}; choose one of {LOSS_TYPES}")
         if self.reference not in ("auto", "adapter_disabled", "copy", "precomputed"):
@@ -167,25 +70,13 @@ class MultiObjectiveDPOConfig:
             raise ConfigError(f"unknown gradient_method {self.gradient_method!r}; use auto, per_pair or autograd")
         if self.reference == "adapter_disabled" and not self.use_lora:
             raise ConfigError("reference 'adapter_disabled' needs use_lora: true")
-        if self.objectives is not None and len(self.objectives) == 0:
-            raise ConfigError("objectives is empty (K = 0): give at least one objective or leave it unset")
-        if self.objectives is not None and len(set(self.objectives)) != len(self.objectives):
-            raise ConfigError(f"duplicate names in objectives {self.objectives}")
-        if self.task not in (None, "bundled", "synthetic"):
-            raise ConfigError(f"unknown task {self.task!r}; use bundled or synthetic")
-        for name in ("per_device_batch_size", "gradient_accumulation_steps", "gram_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_prompt_length >= self.max_length:
-            raise ConfigError(f"max_prompt_length ({self.max_prompt_length}) must be below max_length ({self.max_length})")
+        if self.gram_every < 1:
+            raise ConfigError(f"gram_every must be at least 1, got {self.gram_every}")
         if self.beta <= 0:
             raise ConfigError(f"beta must be positive, got {self.beta}")
-        if not 0 < self.eval_fraction < 1:
-            raise ConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
 
     @property
     def reference_mode(self) -> str:
         if self.reference != "auto":
             return self.reference
         return "adapter_disabled" if self.use_lora else "precomputed"
-

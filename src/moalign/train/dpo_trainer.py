@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from moalign.config import config_to_dict
 from moalign.data import DataError, PreferenceCollator, PreferenceDataset, StepSampler, load_training_data
@@ -28,7 +27,6 @@ from moalign.preference import normalize_preference
 from moalign.train.base import TrainerBase
 from moalign.train.checkpoint import CheckpointError
 from moalign.train.dpo_config import MultiObjectiveDPOConfig
-from moalign.train.gradients import NonFiniteError
 from moalign.train.losses import ObjectiveLosses, label_counts, objective_losses, pair_margins
 from moalign.train.objective_step import MultiObjectiveStep, check_distributed_geometry
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
@@ -65,7 +63,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         super().__init__(config)
         set_seed(config.seed)
         if train_dataset is None:
-            train_dataset, loaded_eval = load_training_data(config, self._task_data())
+            train_dataset, loaded_eval = load_training_data(config, self.task_data())
             eval_dataset = eval_dataset if eval_dataset is not None else loaded_eval
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.objectives = tuple(train_dataset.objectives)
@@ -87,12 +85,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         self.sampler = StepSampler(len(train_dataset), config.per_device_batch_size, config.gradient_accumulation_steps,
                                    self.accelerator.num_processes, config.seed, config.leftover)
         self.total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * self.sampler.steps_per_epoch))
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=config.learning_rate, weight_decay=config.weight_decay)
-        # The scheduler stays unprepared: accelerate's wrapper steps it once per process per call, and
-        # total_steps here already counts optimizer steps.
-        self.scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=int(config.warmup_ratio * self.total_steps),
-                                       num_training_steps=self.total_steps)
+        optimizer, self.scheduler = self.build_optimizer(model, self.total_steps)
         frozen = copy.deepcopy(model).eval().requires_grad_(False) if config.reference_mode == "copy" else None
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # FSDP2 replaces them by DTensors
@@ -103,17 +96,6 @@ class MultiObjectiveDPOTrainer(TrainerBase):
                                         frozen=None if frozen is None else frozen.to(self.accelerator.device))
         if config.reference_mode == "precomputed":
             self._precompute_reference()
-
-    def _task_data(self) -> PreferenceDataset | None:
-        if self.config.task is None:
-            return None
-        from moalign.models import resolve_model_path
-        from moalign.tasks import BundledTaskConfig, build_synthetic_task, load_or_build_bundled_task
-
-        task_config = BundledTaskConfig(seed=self.config.seed)
-        if self.config.task == "synthetic":
-            return build_synthetic_task(task_config)
-        return load_or_build_bundled_task(resolve_model_path(self.config.model), task_config)[0]
 
     # ---- data -------------------------------------------------------------------------------------
 
@@ -172,13 +154,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
 
     def apply_gradients(self, step: int) -> dict[str, float]:
         """Clip, step the optimizer and the schedule, clear the gradients; return the learning rate and norm."""
-        grad_norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
-        if not torch.isfinite(torch.as_tensor(grad_norm)):
-            raise NonFiniteError(f"step {step}: the combined gradient is not finite")
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+        return self.clip_and_step(self.params, step)
 
     def training_step(self, step: int) -> dict[str, Any]:
         """One optimizer step; returns the metrics to log."""

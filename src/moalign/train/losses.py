@@ -27,7 +27,7 @@ class ObjectiveLosses:
         counts: ``(K,)`` how many pairs each objective labels strictly in the batch.
         accuracy: ``(K,)`` fraction of those pairs whose implicit reward prefers the labelled response.
         margin: ``(K,)`` mean ``beta * s * h`` over those pairs.
-        margins: ``(B,)`` the shared pair margins ``h`` the losses were computed from (with their graph).
+        margins: the pair margins the losses were computed from (with their graph).
     """
 
     losses: torch.Tensor
@@ -62,12 +62,15 @@ def objective_losses(
     beta: float,
     loss_type: str = "sigmoid",
 ) -> ObjectiveLosses:
-    """Per-objective DPO losses from shared margins ``(B,)``, labels ``(B, K)`` in {+1, -1, 0} and their mask."""
+    """Per-objective losses from margins, labels ``(B, K)`` in {+1, -1, 0} and their mask.
+
+    ``margins`` is ``(B,)`` when the objectives share one margin (DPO's implicit reward) or ``(B, K)`` when each
+    has its own (a reward model's heads: with ``beta=1`` and ``sigmoid`` this is the Bradley-Terry loss)."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
     signs = labels.to(margins.dtype)
     strict = (label_mask & (labels != 0)).to(margins.dtype)
-    signed = margins.unsqueeze(1) * signs  # (B, K)
+    signed = (margins if margins.ndim == 2 else margins.unsqueeze(1)) * signs  # (B, K)
     if loss_type == "sigmoid":
         per_pair = -F.logsigmoid(beta * signed)
     else:
