@@ -13,6 +13,8 @@ METHODS = {
             "multi-objective DPO with a combination rule (default mgda_decoupled)"),
     "rm": ("moalign.train:RewardModelConfig", "moalign.train:RewardModelTrainer",
            "reward models: one Bradley-Terry head per objective on a shared backbone"),
+    "rl": ("moalign.train:MultiObjectiveRLConfig", "moalign.train:MultiObjectiveRLTrainer",
+           "multi-objective PPO: PAMA (default), MORLHF or a gradient rule on per-objective PPO losses"),
 }
 
 

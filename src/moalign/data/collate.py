@@ -16,6 +16,20 @@ import torch
 from moalign.data.schema import DataError, PreferencePair, Prompt
 
 
+def encode_prompt(tokenizer: Any, prompt: Prompt, max_prompt_length: int) -> list[int]:
+    """Token ids of a prompt as the policy sees it; chat prompts go through the chat template with the assistant
+    turn opened. A prompt over ``max_prompt_length`` tokens keeps its last tokens (the part nearest the answer)."""
+    if isinstance(prompt, str):
+        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    else:
+        if not getattr(tokenizer, "chat_template", None):
+            raise DataError("a conversational prompt needs a tokenizer with a chat template", field="prompt")
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+    return list(ids)[-max_prompt_length:]
+
+
 def pair_labels(pairs: Sequence[PreferencePair], objectives: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """``labels`` (int8 signs: +1 A, -1 B, 0 tie) and ``label_mask`` (which objectives label each pair), ``(B, K)``."""
     labels = torch.zeros((len(pairs), len(objectives)), dtype=torch.int8)
@@ -52,16 +66,8 @@ class PreferenceCollator:
         self.max_prompt_length = max_prompt_length
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
-        """Token ids of the prompt; chat prompts go through the chat template with the assistant turn opened."""
-        if isinstance(prompt, str):
-            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        else:
-            if not getattr(self.tokenizer, "chat_template", None):
-                raise DataError("a conversational prompt needs a tokenizer with a chat template", field="prompt")
-            ids = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-        return list(ids)[-self.max_prompt_length:]
+        """Token ids of the prompt (see :func:`encode_prompt`)."""
+        return encode_prompt(self.tokenizer, prompt, self.max_prompt_length)
 
     def encode_response(self, response: str) -> list[int]:
         """Token ids of the response followed by eos, so the model also learns where to stop."""

@@ -14,6 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from moalign.errors import MoalignError
+
+
+class RewardError(MoalignError, ValueError):
+    """A reward source that failed, or returned NaN, infinite or the wrong number of values."""
+
 
 class Scorer(ABC):
     """Scores responses to prompts on one objective.
@@ -35,9 +41,12 @@ class Scorer(ABC):
         if len(prompts) != len(responses):
             raise ValueError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
         raw = np.asarray(self.score(prompts, responses), dtype=np.float64)
+        if raw.shape != (len(responses),):
+            raise RewardError(f"scorer {self.name!r} returned {raw.size} value(s) of shape {raw.shape} for "
+                              f"{len(responses)} responses")
         bad = np.flatnonzero(~np.isfinite(raw))
         if bad.size:
-            raise ValueError(f"scorer {self.name!r} returned a non-finite score for item {int(bad[0])}")
+            raise RewardError(f"scorer {self.name!r} returned a non-finite score ({raw[bad[0]]}) for item {int(bad[0])}")
         return raw if self.higher_is_better else -raw
 
     def fingerprint(self) -> dict[str, Any]:

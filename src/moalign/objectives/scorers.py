@@ -1,4 +1,5 @@
-"""Offline scorers whose weights or lexicons ship in their wheels: sentiment, toxicity, readability, length.
+"""Offline scorers whose weights or lexicons ship in their wheels: sentiment, toxicity, readability, length
+(and PAMA's clipped length reward).
 
 None of them downloads anything at run time (``textstat`` is pinned to 0.7.3 for that reason).
 """
@@ -81,6 +82,21 @@ class LengthScorer(Scorer):
         return np.log1p(np.array([word_count(r) for r in responses], dtype=np.float64))
 
 
+class ClippedLengthScorer(Scorer):
+    """PAMA's length reward (arXiv 2508.07768, IMDb set-up): ``clip(l / 140, 70 / 140, 210 / 140)``.
+
+    The paper writes ``l`` as the generated length without its unit; here it is characters, which puts
+    responses of a few dozen tokens inside the unclipped range (in words almost every short response would
+    sit at the floor and the reward would carry no signal).
+    """
+
+    def __init__(self, name: str = "length_clip", scale: float = 140.0, low: float = 0.5, high: float = 1.5):
+        self.name, self.scale, self.low, self.high = name, scale, low, high
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return np.clip(np.array([len(r) for r in responses], dtype=np.float64) / self.scale, self.low, self.high)
+
+
 #: Built-in objectives by name. Each maps to a zero-argument factory.
 SCORERS: dict[str, Callable[[], Scorer]] = {
     "sentiment": SentimentScorer,
@@ -91,6 +107,7 @@ SCORERS: dict[str, Callable[[], Scorer]] = {
     "length": LengthScorer,
     "informative": lambda: LengthScorer(name="informative", higher_is_better=True),
     "concise": lambda: LengthScorer(name="concise", higher_is_better=False),
+    "length_clip": ClippedLengthScorer,
 }
 
 

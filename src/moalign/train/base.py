@@ -160,6 +160,10 @@ class TrainerBase:
 
     # ---- hooks for subclasses -----------------------------------------------------------------------
 
+    def checkpoint_model(self) -> torch.nn.Module:
+        """The module whose trainable parameters a checkpoint holds (the model; RL adds its value heads)."""
+        return self.accelerator.unwrap_model(self.model)
+
     def checkpoint_state(self) -> dict[str, Any]:
         """JSON-serialisable trainer state beyond model, optimizer, scheduler and RNG."""
         return {}
@@ -174,7 +178,7 @@ class TrainerBase:
         self.accelerator.wait_for_everyone()
         path = self.output_dir / f"checkpoint-{step}"
         extra = {"config": config_to_dict(self.config), **self.checkpoint_state()}
-        save_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+        save_checkpoint(path, model=self.checkpoint_model(), optimizer=self.optimizer,
                         scheduler=self.scheduler, step=step, write=self.accelerator.is_main_process, extra=extra)
         if self.accelerator.is_main_process:
             kept = list_checkpoints(self.output_dir)
@@ -215,7 +219,7 @@ class TrainerBase:
                 detail = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {config_to_dict(self.config).get(k)!r}" for k in changed)
                 raise ConfigError(f"checkpoint {path} was trained with other settings ({detail}); resume with the "
                                   "same settings, or start a new run in another output_dir")
-        state = load_checkpoint(path, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+        state = load_checkpoint(path, model=self.checkpoint_model(), optimizer=self.optimizer,
                                 scheduler=self.scheduler)
         self.load_checkpoint_state(state)
         logger.info("resumed from %s at step %d", path, state["step"])

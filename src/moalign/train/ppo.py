@@ -73,6 +73,34 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * m).sum() / m.sum().clamp_min(1.0)
 
 
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``values`` ``(B, T)`` or ``(B, T, K)`` shifted and scaled to mean 0, variance 1 over the masked tokens,
+    per objective (last axis) when there are several; padding stays 0."""
+    m = mask.to(values.dtype)
+    if values.ndim == 3:
+        m = m.unsqueeze(-1)
+    count = m.sum((0, 1)).clamp_min(1.0)
+    mean = (values * m).sum((0, 1)) / count
+    var = (((values - mean) * m) ** 2).sum((0, 1)) / count
+    return (values - mean) * torch.rsqrt(var + eps) * m
+
+
+def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                  *, clip_eps: float = 0.2) -> PolicyLoss:
+    """PPO's clipped surrogate ``min(u A, clip(u, 1 - eps, 1 + eps) A)``, negated, averaged over the response
+    tokens; ``u`` is the ratio to the rollout policy and ``advantages`` ``(B, T)`` one advantage per token."""
+    advantages = advantages.detach()
+    log_ratio = logprobs - old_logprobs.detach()
+    ratio = log_ratio.exp()
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages)
+    with torch.no_grad():
+        clipped = masked_mean((((ratio > 1.0 + clip_eps) & (advantages > 0)) |
+                               ((ratio < 1.0 - clip_eps) & (advantages < 0))).to(ratio.dtype), mask)
+        zero = masked_mean((advantages == 0).to(ratio.dtype), mask)
+        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
+    return PolicyLoss(-masked_mean(surrogate, mask), float(clipped), float(zero), float(approx_kl))
+
+
 def noon_ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                   *, clip_eps: float = 0.2) -> PolicyLoss:
     """Noon PPO's clipped surrogate, negated, averaged over the response tokens.
@@ -80,12 +108,47 @@ def noon_ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     ``advantages`` ``(B, T)`` is one advantage per token (one objective's, or PAMA's combination); negative
     values are clipped to zero first.
     """
-    positive = advantages.detach().clamp_min(0.0)
-    log_ratio = logprobs - old_logprobs.detach()
-    ratio = log_ratio.exp()
-    surrogate = torch.minimum(ratio * positive, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * positive)
-    with torch.no_grad():
-        clipped = masked_mean(((ratio > 1.0 + clip_eps) & (positive > 0)).to(ratio.dtype), mask)
-        zero = masked_mean((positive == 0).to(ratio.dtype), mask)
-        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
-    return PolicyLoss(-masked_mean(surrogate, mask), float(clipped), float(zero), float(approx_kl))
+    return ppo_clip_loss(logprobs, old_logprobs, advantages.detach().clamp_min(0.0), mask, clip_eps=clip_eps)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               *, clip: float = 0.2) -> torch.Tensor:
+    """PPO's clipped value loss ``0.5 max((V - R)^2, (V_clip - R)^2)`` averaged over tokens (and objectives)."""
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    per_token = 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+    if per_token.ndim == 3:
+        per_token = per_token.mean(-1)
+    return masked_mean(per_token, mask)
+
+
+def group_advantages(scores: torch.Tensor, group_size: int, *, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """Critic-free advantages: each sample's score minus its group's mean (the samples of one prompt, which sit
+    next to each other), divided by the group's standard deviation when ``scale``. ``scores`` ``(N)`` or
+    ``(N, K)``; ``N`` a multiple of ``group_size``."""
+    if scores.shape[0] % group_size:
+        raise ValueError(f"{scores.shape[0]} samples do not split into groups of {group_size}")
+    grouped = scores.reshape(-1, group_size, *scores.shape[1:])
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if scale and group_size > 1:
+        centred = centred / (grouped.std(1, keepdim=True) + eps)
+    return centred.reshape(scores.shape)
+
+
+class KLController:
+    """The coefficient of the per-token KL penalty: fixed, or adapted to a target KL as in Ziegler et al. (2019)
+    and TRL: ``beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon`` after each batch of ``n`` samples."""
+
+    def __init__(self, coef: float, target: float | None = None, horizon: int = 10000):
+        self.value, self.target, self.horizon = coef, target, horizon
+
+    def update(self, kl: float, n_samples: int) -> None:
+        if self.target is None:
+            return
+        error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_samples / self.horizon
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])

@@ -1,0 +1,131 @@
+"""Rollouts for RL: prompts in, sampled responses out, laid out for the policy, reference and value passes.
+
+Generation sits behind :class:`RolloutEngine`, a two-method interface, so the default engine
+(:class:`GenerateEngine`: transformers' ``generate`` with its KV cache, batched, sampling parameters) can be
+replaced by a faster one on GPUs. A vLLM engine, for instance, would hold an ``vllm.LLM`` of the same base
+model, load the policy's current weights in ``sync_weights`` (for LoRA, save the adapter and pass a
+``LoRARequest``), and return ``[output.token_ids for output in llm.generate(prompt_token_ids=...,
+sampling_params=SamplingParams(n=1, temperature=..., top_p=..., max_tokens=..., seed=...))]``. moalign does not
+require vLLM; everything after generation (log-probs, rewards, advantages) is the same whatever the engine.
+
+Layout: a rollout of N samples is ``[left-padded prompt (P) | right-padded response (T)]`` with explicit
+position ids, so the training forward sees the same positions as generation did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from moalign.models import token_logprobs
+
+
+class RolloutEngine(Protocol):
+    """What the RL trainer needs from a generator."""
+
+    def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 temperature: float, top_p: float, seed: int) -> list[list[int]]:
+        """One sampled response per prompt, as token ids (ending with eos when the model stopped); the same
+        seed gives the same responses."""
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Called after each optimizer step: an engine with its own copy of the weights refreshes it here."""
+
+
+class GenerateEngine:
+    """transformers' ``generate`` on the policy itself (no weight copy to sync), in batches of ``batch_size``.
+
+    Sampling draws from a generator seeded by ``seed`` inside ``torch.random.fork_rng``, so the process's
+    global random state is the same after a call as before it."""
+
+    def __init__(self, tokenizer: Any, batch_size: int = 64):
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos = tokenizer.eos_token_id
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 temperature: float, top_p: float, seed: int) -> list[list[int]]:
+        device = next(model.parameters()).device
+        sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
+                    else {"do_sample": False})
+        responses: list[list[int]] = []
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for start in range(0, len(prompt_ids), self.batch_size):
+                chunk = prompt_ids[start:start + self.batch_size]
+                input_ids, attention_mask = left_pad(chunk, self.pad)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                     max_new_tokens=max_new_tokens, pad_token_id=self.pad, eos_token_id=self.eos,
+                                     **sampling)
+                for row in out[:, input_ids.shape[1]:].tolist():
+                    responses.append(row[:row.index(self.eos) + 1] if self.eos in row else row)
+        return responses
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Nothing to do: generation runs on the policy being trained."""
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+@dataclass
+class Rollout:
+    """N sampled sequences laid out for the training forward.
+
+    Attributes:
+        input_ids, attention_mask, position_ids: ``(N, P + T)``.
+        response_mask: ``(N, T)``, 1 on the response's tokens (through its eos); 0 after.
+        prompt_width: ``P``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    response_mask: torch.Tensor
+    prompt_width: int
+
+    @classmethod
+    def build(cls, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad: int) -> Rollout:
+        prompts, prompt_mask = left_pad(prompt_ids, pad)
+        width = max(1, max(len(r) for r in response_ids))
+        responses = torch.full((len(response_ids), width), pad, dtype=torch.long)
+        response_mask = torch.zeros((len(response_ids), width), dtype=torch.long)
+        for i, r in enumerate(response_ids):
+            responses[i, :len(r)] = torch.tensor(list(r), dtype=torch.long)
+            response_mask[i, :len(r)] = 1
+        attention_mask = torch.cat([prompt_mask, response_mask], 1)
+        position_ids = (attention_mask.cumsum(1) - 1).clamp_min(0)
+        return cls(torch.cat([prompts, responses], 1), attention_mask, position_ids, response_mask, prompts.shape[1])
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> Rollout:
+        """The rows ``index``, as a smaller rollout (for mini- and micro-batches)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Rollout(self.input_ids[index], self.attention_mask[index], self.position_ids[index],
+                       self.response_mask[index], self.prompt_width)
+
+    def to(self, device: torch.device) -> Rollout:
+        return Rollout(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device),
+                       self.response_mask.to(device), self.prompt_width)
+
+
+def response_forward(model: torch.nn.Module, rollout: Rollout, *, hidden: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logprobs, hidden)`` of the response tokens, ``(N, T)`` and ``(N, T, H)``: the log-probability of each
+    response token and the final hidden state at the position that predicted it (what value heads read)."""
+    out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
+                position_ids=rollout.position_ids, output_hidden_states=hidden)
+    start = rollout.prompt_width - 1
+    logprobs = token_logprobs(out.logits[:, start:], rollout.input_ids[:, start:])
+    states = out.hidden_states[-1][:, start:-1] if hidden else None
+    return logprobs, states
