@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moalign.moo import get_advantage_rule
-from moalign.train.ppo import gae, kl_penalty, noon_ppo_loss
+from moalign.train.ppo import (KLController, gae, group_advantages, kl_penalty, masked_whiten, noon_ppo_loss,
+                               ppo_clip_loss, value_loss)
 
 
 def gae_by_definition(rewards, values, length, gamma, lam):
@@ -72,3 +73,39 @@ def test_pama_per_token_combination_in_the_noon_loss_by_hand():
     assert out.loss.item() == pytest.approx(-0.5 / 3)
     out.loss.backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[-0.5 / 3, 0.0, 0.0]]))
+
+
+def test_ppo_clip_loss_clips_both_signs_by_hand():
+    # ratio 1.5 with A > 0 is capped at 1.2; ratio 0.5 with A < 0 is capped at 0.8; ratio 1 passes through.
+    logp = torch.log(torch.tensor([[1.5, 0.5, 1.0]])).requires_grad_(True)
+    out = ppo_clip_loss(logp, torch.zeros(1, 3), torch.tensor([[2.0, -1.0, 0.5]]), torch.ones(1, 3), clip_eps=0.2)
+    assert out.loss.item() == pytest.approx(-(1.2 * 2.0 + 0.8 * -1.0 + 1.0 * 0.5) / 3)
+    assert out.clipped_fraction == pytest.approx(2 / 3)
+    out.loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 0.0, -0.5 / 3]]))  # clipped tokens get no gradient
+
+
+def test_value_loss_takes_the_larger_of_clipped_and_unclipped_by_hand():
+    values, old, returns = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.1]])
+    # token 0: unclipped (1-2)^2 = 1, clipped to 0.2: (0.2-2)^2 = 3.24 -> 3.24; token 1: 0.01 both
+    assert value_loss(values, old, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(0.5 * (3.24 + 0.01) / 2)
+
+
+def test_whitening_is_per_objective_over_real_tokens_and_group_baseline_by_hand():
+    values = torch.tensor([[[1.0, 10.0], [3.0, 30.0], [99.0, 99.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    torch.testing.assert_close(masked_whiten(values, mask), torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]]),
+                               atol=1e-6, rtol=0)
+    scores = torch.tensor([[1.0], [3.0], [10.0], [10.0]])  # two prompts, two samples each
+    torch.testing.assert_close(group_advantages(scores, 2, scale=False), torch.tensor([[-1.0], [1.0], [0.0], [0.0]]))
+    with pytest.raises(ValueError, match="groups of 3"):
+        group_advantages(scores, 3)
+
+
+def test_adaptive_kl_controller_moves_toward_its_target():
+    fixed, adaptive = KLController(0.2), KLController(0.2, target=3.0, horizon=100)
+    fixed.update(10.0, 50)
+    adaptive.update(10.0, 50)  # KL above target: error clipped to +0.2, beta *= 1 + 0.2 * 50 / 100
+    assert fixed.value == 0.2 and adaptive.value == pytest.approx(0.2 * 1.1)
+    adaptive.update(0.0, 50)
+    assert adaptive.value == pytest.approx(0.2 * 1.1 * 0.9)

@@ -71,7 +71,7 @@ class RuleScorer(Scorer):
         for i, (p, r) in enumerate(zip(prompts, responses)):
             value = float(self.fn(p, r))
             if math.isnan(value):
-                raise ValueError(f"rule {self.name!r} returned NaN for item {i}")
+                raise RewardError(f"rule {self.name!r} returned NaN for item {i}")
             out[i] = value
         return out
 

@@ -145,8 +145,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
         for scorer in self.scorers:
             try:
                 values = np.asarray(scorer.reward(list(prompts), list(texts)), dtype=np.float64)
-            except RewardError as exc:
-                raise RewardError(f"step {step}: reward {scorer.name!r}: {exc}") from None
+            except (ValueError, RuntimeError, OSError) as exc:  # RewardError is a ValueError
+                raise RewardError(f"step {step}: reward {scorer.name!r}: {exc}") from exc
             if values.shape != (len(texts),):
                 raise RewardError(f"step {step}: reward {scorer.name!r} returned {values.size} value(s) for {len(texts)} responses")
             columns.append(values)
@@ -264,7 +264,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
             for p in self.value_heads.parameters():
                 p.grad = self.accelerator.reduce(p.grad, "mean")
         torch.nn.utils.clip_grad_norm_(self.value_heads.parameters(), self.config.max_grad_norm)
-        return float(loss)
+        return float(loss.detach())
 
     def training_step(self, step: int) -> dict[str, Any]:
         """One rollout step and its PPO epochs; returns the metrics to log."""

@@ -1,0 +1,127 @@
+"""Multi-objective RL on the tiny model: rewards rise where the preference points, PAMA lifts conflicting
+objectives together, a killed run resumes bitwise, bad rewards stop the run with the source and step named."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import moalign
+from safetensors.torch import load_file
+
+from moalign.config import ConfigError
+from moalign.models import load_model, load_tokenizer
+from moalign.objectives import RewardError, RuleScorer, Scorer
+from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
+from moalign.train.rollout import GenerateEngine, Rollout, response_forward
+
+
+def config(tiny_model_path, tmp_path, **overrides):
+    base = dict(model=str(tiny_model_path), task="bundled", output_dir=str(tmp_path / "rl"), per_device_batch_size=8,
+                max_new_tokens=24, eval_prompts=32, use_lora=False, kl_coef=0.01, learning_rate=3e-3, logging_steps=1)
+    return MultiObjectiveRLConfig(**{**base, **overrides})
+
+
+def evals(output_dir):
+    return [r for r in map(json.loads, (output_dir / "log.jsonl").read_text().splitlines()) if "eval" in r]
+
+
+@pytest.mark.parametrize("preference", [[1.0, 0.0], [0.0, 1.0]])
+def test_a_one_hot_morlhf_preference_raises_that_objectives_held_out_reward(tiny_model_path, tmp_path, preference):
+    cfg = config(tiny_model_path, tmp_path, rewards=["concise", "informative"], rule="morlhf", preference=preference,
+                 max_steps=60)
+    summary = MultiObjectiveRLTrainer(cfg).train()
+    target = ["concise", "informative"][preference.index(1.0)]
+    before, after = summary["eval_before"][target], summary["eval_after"][target]
+    assert after["low"] > before["high"], (before, after)  # 95 % bootstrap intervals over prompts do not overlap
+
+
+def test_pama_on_conflicting_objectives_ends_with_neither_below_its_start(tiny_model_path, tmp_path):
+    cfg = config(tiny_model_path, tmp_path, rewards=["informative", "readable"], rule="pama", max_steps=60,
+                 eval_steps=10)
+    MultiObjectiveRLTrainer(cfg).train()
+    curve = evals(tmp_path / "rl")
+    assert [r["step"] for r in curve] == [0, 10, 20, 30, 40, 50, 60]
+    for name in ("informative", "readable"):
+        start, tail = curve[0]["eval"][name]["mean"], [r["eval"][name]["mean"] for r in curve[-3:]]
+        assert min(tail) >= start, (name, start, tail)  # the last three evaluations, not one number
+    logged = [r for r in map(json.loads, (tmp_path / "rl" / "log.jsonl").read_text().splitlines()) if "eval" not in r]
+    assert all(0 <= r["pama/zero_fraction"] <= 1 for r in logged)
+    assert all(abs(r["informative/deciding_share"] + r["readable/deciding_share"] - 1) < 1e-6 for r in logged)
+
+
+def test_a_killed_run_resumes_to_the_same_weights_bitwise(tiny_model_path, tmp_path):
+    common = dict(rewards=["informative", "readable"], max_steps=4, save_steps=2, use_lora=True, whiten_rewards=True,
+                  target_kl=0.5, eval_before=False, eval_prompts=4, num_mini_batches=2, ppo_epochs=2)
+    MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / "a", **common)).train()
+    first = MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / "b", **common))
+    first.total_steps = 2  # the kill: the run stops after its checkpoint at step 2
+    first.train()
+    resumed = MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / "b", resume_from="latest", **common))
+    assert resumed.train()["resumed_at_step"] == 2
+    a = load_file(str(tmp_path / "a" / "rl" / "checkpoint-4" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "b" / "rl" / "checkpoint-4" / "trainable.safetensors"))
+    assert any(name.startswith("value_heads.") for name in a) and any("lora" in name for name in a)
+    assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
+    state_a = json.loads((tmp_path / "a" / "rl" / "checkpoint-4" / "trainer_state.json").read_text())
+    state_b = json.loads((tmp_path / "b" / "rl" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state_a["kl_controller"] == state_b["kl_controller"] != {"value": 0.01}
+    assert state_a["whitening"] == state_b["whitening"]
+
+
+class WrongLength(Scorer):
+    name = "short"
+
+    def score(self, prompts, responses):
+        return np.zeros(len(responses) - 1)
+
+
+@pytest.mark.parametrize("scorer, message", [
+    (RuleScorer("broken", lambda p, r: float("nan")), "step 0: reward 'broken'"),
+    (WrongLength(), "step 0: reward 'short'.*returned 7 value"),
+])
+def test_bad_rewards_stop_the_run_naming_the_source_and_step(tiny_model_path, tmp_path, scorer, message):
+    cfg = config(tiny_model_path, tmp_path, rewards=["informative", "readable"], max_steps=2, eval_before=False)
+    trainer = MultiObjectiveRLTrainer(cfg, rewards=[RuleScorer("informative", lambda p, r: 1.0), scorer])
+    with pytest.raises(RewardError, match=message):
+        trainer.train()
+
+
+def test_a_reward_model_that_fails_to_load_is_a_one_line_cli_error(tiny_model_path, tmp_path):
+    out = moalign("train", "rl", "--model", str(tiny_model_path), "--task", "bundled",
+                  "--rewards", f"helpful=rm:{tmp_path / 'missing'},concise", "--output_dir", str(tmp_path / "run"))
+    assert out.returncode == 2 and "reward model for 'helpful' could not be loaded" in out.stderr
+    with pytest.raises(ConfigError, match="unknown reward 'kindness'"):
+        config(tiny_model_path, tmp_path, rewards=["kindness"])
+    with pytest.raises(ConfigError, match="group needs num_generations"):
+        config(tiny_model_path, tmp_path, advantage="group")
+
+
+def test_mgda_ub_on_per_objective_ppo_losses_with_a_group_baseline_through_the_cli(tiny_model_path, tmp_path):
+    out = moalign("train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards", "concise,warm",
+                  "--rule", "mgda_ub", "--advantage", "group", "--num_generations", "2", "--per_device_batch_size", "4",
+                  "--max_steps", "2", "--max_new_tokens", "8", "--eval_prompts", "4", "--logging_steps", "1", "--output_dir", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    steps = [r for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "eval" not in r]
+    assert len(steps) == 2
+    for r in steps:
+        assert r["concise/weight"] + r["warm/weight"] == pytest.approx(1.0)
+        assert "concise/policy_loss" in r and "cosine/concise~warm" in r
+    assert (tmp_path / "run" / "final" / "adapter_config.json").exists()
+
+
+def test_rollout_log_probs_do_not_depend_on_padding_and_sampling_leaves_the_global_rng_alone(tiny_model_path):
+    model, tokenizer = load_model(tiny_model_path).eval(), load_tokenizer(tiny_model_path)
+    prompts = [tokenizer("hello there my friend")["input_ids"], tokenizer("hi")["input_ids"]]
+    state = torch.get_rng_state()
+    engine = GenerateEngine(tokenizer)
+    responses = engine.generate(model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert responses == engine.generate(model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=3)
+    together = Rollout.build(prompts, responses, tokenizer.pad_token_id)
+    with torch.no_grad():
+        batched, _ = response_forward(model, together)
+        for i in range(2):
+            alone, _ = response_forward(model, Rollout.build([prompts[i]], [responses[i]], tokenizer.pad_token_id))
+            n = len(responses[i])
+            torch.testing.assert_close(batched[i, :n], alone[0, :n], rtol=1e-4, atol=1e-5)
