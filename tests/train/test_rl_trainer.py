@@ -98,15 +98,15 @@ def test_a_reward_model_that_fails_to_load_is_a_one_line_cli_error(tiny_model_pa
 
 
 def test_mgda_ub_on_per_objective_ppo_losses_with_a_group_baseline_through_the_cli(tiny_model_path, tmp_path):
-    out = moalign("train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards", "concise,warm",
+    out = moalign("train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards", "concise,readable",
                   "--rule", "mgda_ub", "--advantage", "group", "--num_generations", "2", "--per_device_batch_size", "4",
                   "--max_steps", "2", "--max_new_tokens", "8", "--eval_prompts", "4", "--logging_steps", "1", "--output_dir", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr[-2000:]
     steps = [r for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "eval" not in r]
     assert len(steps) == 2
     for r in steps:
-        assert r["concise/weight"] + r["warm/weight"] == pytest.approx(1.0)
-        assert "concise/policy_loss" in r and "cosine/concise~warm" in r
+        assert r["concise/weight"] + r["readable/weight"] == pytest.approx(1.0)
+        assert "concise/policy_loss" in r and "cosine/concise~readable" in r
     assert (tmp_path / "run" / "final" / "adapter_config.json").exists()
 
 
