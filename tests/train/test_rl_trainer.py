@@ -29,7 +29,7 @@ def evals(output_dir):
 @pytest.mark.parametrize("preference", [[1.0, 0.0], [0.0, 1.0]])
 def test_a_one_hot_morlhf_preference_raises_that_objectives_held_out_reward(tiny_model_path, tmp_path, preference):
     cfg = config(tiny_model_path, tmp_path, rewards=["concise", "informative"], rule="morlhf", preference=preference,
-                 max_steps=60)
+                 max_steps=100)
     summary = MultiObjectiveRLTrainer(cfg).train()
     target = ["concise", "informative"][preference.index(1.0)]
     before, after = summary["eval_before"][target], summary["eval_after"][target]
@@ -97,16 +97,17 @@ def test_a_reward_model_that_fails_to_load_is_a_one_line_cli_error(tiny_model_pa
         config(tiny_model_path, tmp_path, advantage="group")
 
 
-def test_mgda_ub_on_per_objective_ppo_losses_with_a_group_baseline_through_the_cli(tiny_model_path, tmp_path):
+def test_mgda_ub_on_per_objective_ppo_losses_with_a_group_baseline_and_kl_in_the_loss_through_the_cli(tiny_model_path, tmp_path):
     out = moalign("train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards", "concise,readable",
                   "--rule", "mgda_ub", "--advantage", "group", "--num_generations", "2", "--per_device_batch_size", "4",
-                  "--max_steps", "2", "--max_new_tokens", "8", "--eval_prompts", "4", "--logging_steps", "1", "--output_dir", str(tmp_path / "run"))
+                  "--max_steps", "2", "--max_new_tokens", "8", "--eval_prompts", "4", "--logging_steps", "1", "--kl_penalty", "loss", "--kl_estimator", "k3",
+                  "--output_dir", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr[-2000:]
     steps = [r for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "eval" not in r]
     assert len(steps) == 2
     for r in steps:
         assert r["concise/weight"] + r["readable/weight"] == pytest.approx(1.0)
-        assert "concise/policy_loss" in r and "cosine/concise~readable" in r
+        assert "concise/policy_loss" in r and "cosine/concise~readable" in r and r["kl_loss"] >= 0
     assert (tmp_path / "run" / "final" / "adapter_config.json").exists()
 
 
@@ -125,3 +126,21 @@ def test_rollout_log_probs_do_not_depend_on_padding_and_sampling_leaves_the_glob
             alone, _ = response_forward(model, Rollout.build([prompts[i]], [responses[i]], tokenizer.pad_token_id))
             n = len(responses[i])
             torch.testing.assert_close(batched[i, :n], alone[0, :n], rtol=1e-4, atol=1e-5)
+
+
+def test_skipping_the_rollout_log_prob_pass_computes_the_same_update(tiny_model_path, tmp_path):
+    """With the KL in the loss, a group baseline and one update per rollout, the rollout policy's log-probs come
+    from the update's own forward; forcing the separate pass must give the same step."""
+    weights = []
+    for force_pass in (False, True):
+        cfg = config(tiny_model_path, tmp_path / str(force_pass), rewards=["informative", "readable"], rule="pama",
+                     advantage="group", num_generations=2, per_device_batch_size=4, kl_penalty="loss",
+                     kl_estimator="k3", kl_coef=0.1, max_steps=2, eval_before=False, eval_prompts=2)
+        trainer = MultiObjectiveRLTrainer(cfg)
+        assert trainer.rollout_policy_is_current
+        trainer.rollout_policy_is_current = not force_pass
+        for step in range(2):
+            trainer.training_step(step)
+        weights.append([p.detach().clone() for p in trainer.params])
+    for a, b in zip(*weights):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -46,6 +46,9 @@ class MultiObjectiveRLConfig(TrainingConfig):
         kl_coef, kl_estimator, target_kl, kl_horizon: the per-token penalty ``-kl_coef * KL`` added to every
             objective's reward (the reference is the base model, adapters disabled, eval mode; a frozen copy
             without LoRA); ``target_kl`` set adapts the coefficient (Ziegler et al.).
+        kl_penalty: ``reward`` (as above; PPO/RLHF convention, PAMA's A-P3) or ``loss`` (GRPO's convention:
+            ``kl_coef * KL`` added to the loss instead, usually with ``kl_estimator: k3``). With ``loss``, a
+            critic-free step with one update needs no separate pass for the rollout policy's log-probs.
         whiten_advantages: whiten each objective's advantages over the batch before combining them (the
             scales of the objectives differ; PAMA's min compares them).
         vf_coef, cliprange, cliprange_value: value-loss weight and the PPO clip ranges.
@@ -83,6 +86,7 @@ class MultiObjectiveRLConfig(TrainingConfig):
     kl_estimator: str = "k1"
     target_kl: float | None = None
     kl_horizon: int = 10000
+    kl_penalty: str = "reward"
     whiten_advantages: bool = True
     vf_coef: float = 0.1
     cliprange: float = 0.2
@@ -129,6 +133,8 @@ class MultiObjectiveRLConfig(TrainingConfig):
             raise ConfigError("advantage: group needs num_generations of at least 2 (samples per prompt)")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ConfigError(f"unknown kl_estimator {self.kl_estimator!r}; choose one of {KL_ESTIMATORS}")
+        if self.kl_penalty not in ("reward", "loss"):
+            raise ConfigError(f"unknown kl_penalty {self.kl_penalty!r}; use reward or loss")
         if self.task not in (None, "bundled"):
             raise ConfigError(f"unknown task {self.task!r}; RL prompts come from task: bundled or prompt_files")
         if self.task is None and not self.prompt_files:

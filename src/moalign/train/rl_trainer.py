@@ -39,7 +39,8 @@ from moalign.train.base import TrainerBase
 from moalign.train.checkpoint import CheckpointError
 from moalign.train.losses import ObjectiveLosses
 from moalign.train.objective_step import MultiObjectiveStep, check_distributed_geometry
-from moalign.train.ppo import (KLController, gae, group_advantages, kl_penalty, masked_whiten, noon_ppo_loss,
+from moalign.train.ppo import (KLController, gae, group_advantages, kl_penalty, masked_mean, masked_whiten,
+                               noon_ppo_loss,
                                ppo_clip_loss, value_loss)
 from moalign.train.rl_config import MultiObjectiveRLConfig
 from moalign.train.rl_prompts import load_rl_prompts
@@ -117,6 +118,10 @@ class MultiObjectiveRLTrainer(TrainerBase):
         self.kl = KLController(c.kl_coef, c.target_kl, c.kl_horizon)
         self.whitening = RunningWhitening(len(self.objectives)) if c.whiten_rewards else None
         self.engine = engine if engine is not None else GenerateEngine(self.tokenizer)
+        # With the KL in the loss, no value heads and one update per rollout, the policy being updated is the
+        # rollout policy: its log-probs come from the update's own forward (ratio 1, as in GRPO).
+        self.rollout_policy_is_current = (c.kl_penalty == "loss" and c.advantage == "group"
+                                          and c.ppo_epochs * c.num_mini_batches == 1 and c.lora_dropout == 0)
         self._diagnostics: list[dict[str, float]] = []
 
     # ---- rollouts ---------------------------------------------------------------------------------
@@ -169,28 +174,32 @@ class MultiObjectiveRLTrainer(TrainerBase):
         prompts = [p for p in drawn for _ in range(c.num_generations)]
         prompt_ids, response_ids, texts = self.sample(prompts, derived_seed(c.seed, step, rank))
         rollout = Rollout.build(prompt_ids, response_ids, self.pad).to(self.accelerator.device)
-        policy = self.policy().eval()
-        with self.accelerator.autocast():
-            old_logprobs, hidden = response_forward(policy, rollout, hidden=True)
-        reference = self.reference_logprobs(rollout)
+        mask = rollout.response_mask.float()
+        old_logprobs = hidden = None
+        if not self.rollout_policy_is_current:
+            with self.accelerator.autocast():
+                old_logprobs, hidden = response_forward(self.policy().eval(), rollout, hidden=c.advantage == "gae")
+            old_logprobs = old_logprobs.float()
+        reference = self.reference_logprobs(rollout).float()
         scores = self.score(prompts, texts, step)
         used = scores
         if self.whitening is not None:
             self.whitening.update(scores)
             used = self.whitening(scores)
-        mask = rollout.response_mask.to(old_logprobs.dtype)
-        kl = kl_penalty(old_logprobs, reference, c.kl_estimator) * mask
-        rewards = torch.as_tensor(used, dtype=old_logprobs.dtype, device=mask.device)
-        hidden = hidden.detach().float()
+        in_reward = c.kl_penalty == "reward"
+        kl = kl_penalty(old_logprobs, reference, c.kl_estimator) * mask if old_logprobs is not None else torch.zeros_like(mask)
+        coef = self.kl.value if in_reward else 0.0
+        rewards = torch.as_tensor(used, dtype=mask.dtype, device=mask.device)
         values = returns = None
         if c.advantage == "gae":
+            hidden = hidden.detach().float()
             values = self.value_heads(hidden) * mask.unsqueeze(-1)
-            token_rewards = (-self.kl.value * kl).unsqueeze(-1).repeat(1, 1, len(self.objectives))
+            token_rewards = (-coef * kl).unsqueeze(-1).repeat(1, 1, len(self.objectives))
             last = mask.sum(1).long() - 1
             token_rewards[torch.arange(len(prompts), device=mask.device), last] += rewards
             advantages, returns = gae(token_rewards, values, mask, gamma=c.gamma, lam=c.lam)
         else:
-            sequence = rewards - self.kl.value * kl.sum(1, keepdim=True)
+            sequence = rewards - coef * kl.sum(1, keepdim=True)
             advantages = group_advantages(sequence, c.num_generations).unsqueeze(1) * mask.unsqueeze(-1)
         if c.rule == "morlhf":
             advantages = (advantages * self.preference.to(advantages)).sum(-1, keepdim=True)
@@ -200,9 +209,10 @@ class MultiObjectiveRLTrainer(TrainerBase):
             positive = advantages.clamp_min(0.0)
             advantages = (positive * mask.unsqueeze(-1)).sum((0, 1)) / mask.sum().clamp_min(1)
             advantages = advantages.expand(*mask.shape, -1) * mask.unsqueeze(-1)
-        sequence_kl = self.reduce_mean(kl.sum(1).mean())
+        sequence_kl = None if old_logprobs is None else self.reduce_mean(kl.sum(1).mean())
         lengths = mask.sum(1)
-        return {"rollout": rollout, "old_logprobs": old_logprobs, "advantages": advantages, "hidden": hidden,
+        return {"rollout": rollout, "old_logprobs": old_logprobs, "reference": reference, "advantages": advantages,
+                "hidden": hidden,
                 "values": values, "returns": returns, "scores": scores, "kl": sequence_kl,
                 "response_length": float(lengths.mean())}
 
@@ -237,6 +247,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
         with self.accelerator.autocast():
             logprobs, _ = response_forward(model, rollout)
         logprobs = logprobs.float()
+        if old is None:  # the rollout policy is the current one (one update per rollout, no separate pass)
+            old = logprobs.detach()
         if self.pama is not None:
             ratio = (logprobs - old).exp().detach()
             results = [noon_ppo_loss(logprobs, old, self.combined_advantage(advantages, ratio, mask), mask,
@@ -246,10 +258,15 @@ class MultiObjectiveRLTrainer(TrainerBase):
                        for k in range(advantages.shape[-1])]
         self._diagnostics.append({"clipped_fraction": float(np.mean([r.clipped_fraction for r in results])),
                                   "approx_kl": results[0].approx_kl})
+        losses = torch.stack([r.loss for r in results])
+        if self.config.kl_penalty == "loss":
+            kl = masked_mean(kl_penalty(logprobs, micro["reference"], self.config.kl_estimator), mask)
+            self._diagnostics.append({"kl_loss": float(kl.detach())})
+            losses = losses + self.kl.value * kl
         tokens = mask.sum().to(torch.float64).cpu()
         counts = tokens.repeat(len(results))
         zeros = torch.zeros(len(results), dtype=torch.float64)
-        return ObjectiveLosses(torch.stack([r.loss for r in results]), counts, zeros, zeros)
+        return ObjectiveLosses(losses, counts, zeros, zeros)
 
     def value_step(self, experience: dict[str, Any], rows: torch.Tensor) -> float:
         """Backpropagate the value heads' clipped loss on ``rows`` (their gradient only; averaged over processes)."""
@@ -295,19 +312,23 @@ class MultiObjectiveRLTrainer(TrainerBase):
                 metrics["value_loss"] = v_loss
                 update_metrics.append(metrics)
                 self.engine.sync_weights(self.policy())
-        self.kl.update(experience["kl"], n * self.accelerator.num_processes)
         out = {key: float(np.mean([u[key] for u in update_metrics if key in u])) for key in update_metrics[-1]}
         out.update({key: float(np.nanmean([d[key] for d in self._diagnostics if key in d]))
                     for key in {k for d in self._diagnostics for k in d}})
+        kl = experience["kl"]
+        if kl is None:  # measured in the update's forward: mean per-token KL times the mean response length
+            kl = self.reduce_mean(torch.tensor(out["kl_loss"] * experience["response_length"]))
+        self.kl.update(kl, n * self.accelerator.num_processes)
         scores = experience["scores"]
         out.update({f"{name}/reward": self.reduce_mean(torch.tensor(scores[:, k].mean())) for k, name in enumerate(self.objectives)})
-        out.update({"kl": experience["kl"], "kl_coef": self.kl.value, "response_length": experience["response_length"]})
+        out.update({"kl": kl, "kl_coef": self.kl.value, "response_length": experience["response_length"]})
         return out
 
     @staticmethod
     def _micro(experience: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
-        return {"rollout": experience["rollout"].select(rows), "old_logprobs": experience["old_logprobs"][rows],
-                "advantages": experience["advantages"][rows]}
+        old = experience["old_logprobs"]
+        return {"rollout": experience["rollout"].select(rows), "old_logprobs": None if old is None else old[rows],
+                "reference": experience["reference"][rows], "advantages": experience["advantages"][rows]}
 
     # ---- evaluation, checkpoints, the loop --------------------------------------------------------
 

@@ -14,6 +14,7 @@ position ids, so the training forward sees the same positions as generation did.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -119,13 +120,22 @@ class Rollout:
                        self.response_mask.to(device), self.prompt_width)
 
 
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the causal LM under any wrappers (DDP, PEFT) can skip the output layer on the prompt's positions."""
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
 def response_forward(model: torch.nn.Module, rollout: Rollout, *, hidden: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(logprobs, hidden)`` of the response tokens, ``(N, T)`` and ``(N, T, H)``: the log-probability of each
     response token and the final hidden state at the position that predicted it (what value heads read)."""
-    out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
-                position_ids=rollout.position_ids, output_hidden_states=hidden)
     start = rollout.prompt_width - 1
-    logprobs = token_logprobs(out.logits[:, start:], rollout.input_ids[:, start:])
+    keep = {"logits_to_keep": rollout.input_ids.shape[1] - start} if accepts_logits_to_keep(model) else {}
+    out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
+                position_ids=rollout.position_ids, output_hidden_states=hidden, **keep)
+    logits = out.logits[:, -(rollout.input_ids.shape[1] - start):]  # the prompt's logits are never needed
+    logprobs = token_logprobs(logits, rollout.input_ids[:, start:])
     states = out.hidden_states[-1][:, start:-1] if hidden else None
     return logprobs, states
