@@ -144,3 +144,20 @@ def test_skipping_the_rollout_log_prob_pass_computes_the_same_update(tiny_model_
         weights.append([p.detach().clone() for p in trainer.params])
     for a, b in zip(*weights):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_prompt_sources_alpaca_eval_instructions_hh_dialogues_and_the_bundled_task(shared_data, tmp_path):
+    from moalign.train.rl_prompts import load_rl_prompts
+
+    alpaca = config("tiny", tmp_path, task=None, prompt_files=[str(shared_data / "alpaca-eval" / "alpaca_eval.jsonl")],
+                    max_prompts=50)
+    prompts = load_rl_prompts(alpaca)
+    assert len(prompts) == 50 and all(isinstance(p, str) and p for p in prompts)
+    hh = config("tiny", tmp_path, task=None, prompt_adapter="hh_rlhf",
+                prompt_files=[str(shared_data / "hh-rlhf-harmless-base-test" / "test.jsonl.gz")])
+    dialogues = load_rl_prompts(hh)
+    assert all(isinstance(p, list) and p[-1]["role"] == "user" for p in dialogues)
+    assert len({json.dumps(p) for p in dialogues}) == len(dialogues)  # distinct
+    assert len(load_rl_prompts(config("tiny", tmp_path))) > 300  # the bundled instructions
+    with pytest.raises(ConfigError, match="unknown prompt_adapter"):
+        load_rl_prompts(config("tiny", tmp_path, task=None, prompt_files=["x.jsonl"], prompt_adapter="csv"))

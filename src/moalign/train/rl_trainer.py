@@ -16,6 +16,7 @@ Value heads read the policy's final hidden state at rollout time, detached, so t
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -87,8 +88,6 @@ class MultiObjectiveRLTrainer(TrainerBase):
         if c.use_lora:
             model = add_lora(model, LoraSpec(c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target_modules))
         else:
-            import copy
-
             self.frozen_reference = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
         hidden = model.config.get_text_config().hidden_size
         self.value_heads = torch.nn.Linear(hidden, len(self.objectives)).to(self.accelerator.device)
