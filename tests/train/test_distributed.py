@@ -94,3 +94,20 @@ def test_gram_rules_refuse_sharding_they_cannot_read(kind, fsdp2, message):
     # rules that need only losses (one backward of the weighted sum) or the representation Gram work anywhere
     check_distributed_geometry(get_rule("linear"), accelerator, "linear")
     check_distributed_geometry(get_rule("mgda_ub"), accelerator, "mgda_ub")
+
+
+def test_rl_runs_data_parallel_and_resumes_from_its_checkpoint_to_the_same_policy(tiny_model_path, tmp_path):
+    """Two processes each sample their own prompts (rank-aware sampler, per-rank seeds); the value heads' gradients
+    are averaged so every rank keeps the same heads; a run resumed from the step-2 checkpoint ends where the
+    uninterrupted run ended."""
+    args = ["-m", "moalign", "train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards",
+            "concise,readable", "--per_device_batch_size", "4", "--max_new_tokens", "8", "--eval_prompts", "4",
+            "--max_steps", "3", "--save_steps", "2", "--logging_steps", "1", "--eval_before", "false"]
+    run(two_processes(*args, "--output_dir", str(tmp_path / "full")), tmp_path)
+    run(two_processes(*args, "--output_dir", str(tmp_path / "resumed"),
+                      "--resume", str(tmp_path / "full" / "checkpoint-2")), tmp_path)
+    summary = json.loads((tmp_path / "resumed" / "final" / "moalign_training.json").read_text())
+    assert summary["processes"] == 2 and summary["resumed_at_step"] == 2
+    assert {"value_heads.weight", "value_heads.bias"} <= set(
+        load_file(str(tmp_path / "full" / "checkpoint-2" / "trainable.safetensors")))
+    assert_same_weights(adapter(tmp_path / "resumed"), adapter(tmp_path / "full"), rtol=0, atol=0)
