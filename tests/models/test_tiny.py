@@ -34,11 +34,15 @@ def test_build_is_seeded_and_cached(tmp_path):
     assert (tmp_path / "a" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_sampled_generation_is_reproducible_and_tokenizer_side_restored(tiny_model_path):
+def test_sampled_generation_is_reproducible_and_leaves_tokenizer_and_global_rng_alone(tiny_model_path):
+    import torch
+
     model, tok = load_model(tiny_model_path), load_tokenizer(tiny_model_path)
     prompts = ["Explain the river.", [{"role": "user", "content": "Hi"}], "Give advice."]
     kw = dict(max_new_tokens=8, temperature=1.0, batch_size=2)
+    state = torch.get_rng_state()
     first = generate_responses(model, tok, prompts, seed=1, **kw)
+    assert torch.equal(torch.get_rng_state(), state)
     assert first == generate_responses(model, tok, prompts, seed=1, **kw)
     assert len(first) == 3 and all(isinstance(t, str) for t in first)
     assert tok.padding_side == "right"

@@ -30,6 +30,17 @@ def render_conversation(tokenizer: Any, prompt: str | list[dict[str, str]], resp
     return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + f"assistant: {response}"
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of token-id rows padded on the left, as generation wants them."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def generate_responses(
     model: Any,
@@ -47,9 +58,11 @@ def generate_responses(
     """Generate one response per prompt; ``temperature=0`` is greedy. Same seed, same outputs.
 
     Batches are left-padded by hand, so the caller's tokenizer is never changed. Greedy decoding draws no
-    random numbers; sampling reseeds from ``seed`` and the batch index, so results do not depend on what ran
-    before (HF ``generate`` samples from the global generator; a per-call generator needs moalign's own
-    sampling loop, which HoE's batched mixed-preference generation will bring).
+    random numbers; sampling seeds from ``seed`` and the batch index inside ``torch.random.fork_rng``, so
+    results do not depend on what ran before and the global random state is unchanged afterwards (HF
+    ``generate`` samples from the global generator, so two threads sampling at once would still share it
+    during the call; a per-call generator needs moalign's own sampling loop, which HoE's batched
+    mixed-preference generation will bring).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -58,19 +71,14 @@ def generate_responses(
     starts = range(0, len(prompts), batch_size)
     for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False)):
         texts = [render_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
-        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        width = max(len(ids) for ids in encoded)
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, ids in enumerate(encoded):
-            input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, width - len(ids):] = 1
+        input_ids, attention_mask = left_pad([tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts], pad)
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
-            torch.manual_seed(seed * 1_000_003 + b)
             sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                             max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
-        new_tokens = out[:, width:]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed * 1_000_003 + b)
+            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
+        new_tokens = out[:, input_ids.shape[1]:]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs

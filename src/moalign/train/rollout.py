@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from moalign.models import token_logprobs
+from moalign.models.generation import left_pad
 
 
 class RolloutEngine(Protocol):
@@ -68,16 +69,6 @@ class GenerateEngine:
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Nothing to do: generation runs on the policy being trained."""
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, width - len(r):] = 1
-    return ids, mask
 
 
 @dataclass
