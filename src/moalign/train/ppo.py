@@ -1,4 +1,5 @@
-"""The per-token pieces of multi-objective PPO: GAE per objective, the KL penalty, and Noon PPO's loss.
+"""The per-token pieces of multi-objective PPO: GAE per objective, group baselines, the KL penalty and its
+controller, whitening, PPO's and Noon PPO's policy losses, the clipped value loss.
 
 These are the building blocks of the RL trainer (PAMA, MORLHF, MGDA-UB on PPO losses); each is a pure
 function of tensors, tested against hand-computed references.
@@ -15,6 +16,8 @@ response tokens (a prefix of each row; padding after). Per-objective tensors car
   surrogate ``min(u A, clip(u, 1 - eps, 1 + eps) A)`` with ``u`` the ratio to the rollout policy. With
   ``A >= 0`` a token contributes ``u A`` while ``u <= 1 + eps`` and nothing (no gradient) above: the
   ``I(A)`` of the paper.
+* **Group baseline** (critic-free, as GRPO): a sample's score minus the mean of its prompt's samples.
+* **Adaptive KL** (Ziegler et al. 2019): the penalty's coefficient moves toward a target KL.
 """
 
 from __future__ import annotations
