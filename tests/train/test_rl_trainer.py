@@ -88,9 +88,13 @@ def test_bad_rewards_stop_the_run_naming_the_source_and_step(tiny_model_path, tm
 
 
 def test_a_reward_model_that_fails_to_load_is_a_one_line_cli_error(tiny_model_path, tmp_path):
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
     out = moalign("train", "rl", "--model", str(tiny_model_path), "--task", "bundled",
-                  "--rewards", f"helpful=rm:{tmp_path / 'missing'},concise", "--output_dir", str(tmp_path / "run"))
+                  "--rewards", f"helpful=rm:{not_a_model},concise", "--output_dir", str(tmp_path / "run"))
     assert out.returncode == 2 and "reward model for 'helpful' could not be loaded" in out.stderr
+    missing = moalign("train", "rl", "--task", "bundled", "--rewards", f"helpful=rm:{tmp_path / 'missing'}")
+    assert missing.returncode == 2 and "reward 'helpful': no reward model folder" in missing.stderr
     with pytest.raises(ConfigError, match="unknown reward 'kindness'"):
         config(tiny_model_path, tmp_path, rewards=["kindness"])
     with pytest.raises(ConfigError, match="group needs num_generations"):

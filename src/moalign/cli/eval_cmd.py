@@ -93,7 +93,7 @@ def _base_model(args: argparse.Namespace, specs: list[tuple[str, str]]) -> str |
 def _prepare(args: argparse.Namespace):
     """Objectives, scorers, methods and generation settings shared by both subcommands."""
     from moalign.eval import GenerationSettings, parse_method_specs
-    from moalign.objectives import get_scorer
+    from moalign.objectives import SCORERS, build_rewards
     from moalign.storage import check_writable
 
     for folder in (args.out, args.cache or args.out / "cache"):  # before any model loads or answers
@@ -103,38 +103,30 @@ def _prepare(args: argparse.Namespace):
     objectives = list(judges) if judges and not args.objectives else _objectives(args, specs)
     if not objectives:
         raise ConfigError("no objectives given")
-    scorers = []
     for name in objectives:
-        if name in judges:
-            from moalign.objectives import RewardModelScorer
-
-            path, head = judges[name]
-            scorers.append(RewardModelScorer.from_pretrained(path, name=name, head=head))
-            continue
-        try:
-            scorers.append(get_scorer(name))
-        except KeyError as exc:
-            raise ConfigError(f"objective {name!r} has no built-in scorer to judge it ({exc.args[0]}); pass "
-                             "--objectives with scorer names, or a reward model with --judges") from None
+        if name not in judges and name not in SCORERS:
+            raise ConfigError(f"objective {name!r} has no built-in scorer to judge it (built-in scorers are "
+                              f"{sorted(SCORERS)}); pass --objectives with scorer names, or a reward model with --judges")
+    scorers = build_rewards([judges.get(name, name) for name in objectives])
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.batch_size, args.seed)
     return specs, objectives, scorers, settings, _base_model(args, specs)
 
 
-def _parse_judges(text: str | None) -> dict[str, tuple[str, int | str]]:
-    """``"helpful=rm:runs/rm/final:helpful,harmless=rm:PATH"`` -> ``{objective: (path, head)}``."""
-    judges: dict[str, tuple[str, int | str]] = {}
+def _parse_judges(text: str | None) -> dict[str, str]:
+    """``"helpful=rm:runs/rm/final:helpful,harmless=rm:PATH"`` -> ``{objective: reward spec}`` (checked)."""
+    from moalign.objectives import parse_reward_spec
+
+    judges: dict[str, str] = {}
     for part in (p.strip() for p in (text or "").split(",")):
         if not part:
             continue
-        name, _, spec = part.partition("=")
-        kind, _, rest = spec.partition(":")
-        if not name or kind != "rm" or not rest:
+        if "=" not in part:
             raise ConfigError(f"bad judge {part!r}; use OBJECTIVE=rm:PATH or OBJECTIVE=rm:PATH:HEAD")
-        path, _, head = rest.rpartition(":") if not Path(rest).exists() and ":" in rest else (rest, "", "")
-        hub_name = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-        if not Path(path).exists() and not hub_name:
-            raise ConfigError(f"judge {name!r}: no reward model folder {path}")
-        judges[name] = (path, int(head) if head.isdigit() else head or 0)
+        try:
+            name = parse_reward_spec(part)[0]
+        except ConfigError as exc:
+            raise ConfigError(f"bad judge {part!r}: {exc}") from None
+        judges[name] = part
     return judges
 
 

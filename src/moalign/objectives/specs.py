@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from moalign.config import ConfigError
@@ -21,10 +22,15 @@ def parse_reward_spec(text: str) -> tuple[str, str | None, int | str]:
                               "model as NAME=rm:PATH[:HEAD]")
         return text, None, 0
     name, _, source = text.partition("=")
-    if not name.strip() or not source.startswith("rm:") or not source[3:]:
+    name, rest = name.strip(), source[3:]
+    if not name or not source.startswith("rm:") or not rest:
         raise ConfigError(f"bad reward {text!r}; use NAME (a built-in scorer) or NAME=rm:PATH[:HEAD]")
-    path, _, head = source[3:].partition(":")
-    return name.strip(), path, int(head) if head.isdigit() else (head or 0)
+    # a folder whose name has a colon is taken whole; otherwise the last ":PART" is the head
+    path, _, head = rest.rpartition(":") if ":" in rest and not Path(rest).exists() else (rest, "", "")
+    hub_name = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+    if not Path(path).exists() and not hub_name:
+        raise ConfigError(f"reward {name!r}: no reward model folder {path}")
+    return name, path, int(head) if head.isdigit() else (head or 0)
 
 
 def build_rewards(specs: Sequence[str], *, device: Any = None, batch_size: int = 8, max_length: int = 1024) -> list[Scorer]:
