@@ -165,3 +165,15 @@ def test_prompt_sources_alpaca_eval_instructions_hh_dialogues_and_the_bundled_ta
     assert len(load_rl_prompts(config("tiny", tmp_path))) > 300  # the bundled instructions
     with pytest.raises(ConfigError, match="unknown prompt_adapter"):
         load_rl_prompts(config("tiny", tmp_path, task=None, prompt_files=["x.jsonl"], prompt_adapter="csv"))
+
+
+def test_example_configs_load():
+    from pathlib import Path
+
+    from moalign.config import load_config
+    from moalign.train import RewardModelConfig
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    assert load_config(RewardModelConfig, examples / "rm_hh_smollm2.yaml").file_objectives == ["helpful", "harmless"]
+    rl = load_config(MultiObjectiveRLConfig, examples / "rl_pama_hh_smollm2.yaml", {"rewards": "concise,warm"})
+    assert rl.rule == "pama" and rl.rewards == ["concise", "warm"]
