@@ -1,0 +1,104 @@
+"""Batched decoding with a KV cache, where each row samples from its own ``torch.Generator``.
+
+HF ``generate`` samples from the global random generator, which concurrent callers would share; here every row
+owns a generator seeded from its request's seed, so a row's tokens depend only on its prompt, preference and seed,
+not on what else is in the batch or running in other threads. The next-token distribution comes from a
+``step`` function, so HoE (one pass) and MOD (K passes) share the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
+"""``step(new_ids, attention_mask, position_ids, cache) -> (log-probabilities or logits (B, V) of the next token,
+cache)``; ``cache`` is None on the first call."""
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits with everything outside the smallest set of tokens holding ``top_p`` of the mass set to -inf."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    drop = torch.cumsum(probs, dim=-1) - probs > top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.empty_like(logits).scatter(-1, order, sorted_logits)
+
+
+@torch.no_grad()
+def decode(
+    step: Step,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int],
+    pad_token_id: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seeds: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """New token ids per row of a left-padded batch, each ending before its first end-of-sequence token.
+
+    ``temperature=0`` is greedy; otherwise row ``i`` samples with a generator seeded ``seeds[i]``.
+    """
+    batch = input_ids.shape[0]
+    device = input_ids.device
+    generators = None
+    if temperature > 0:
+        seeds = list(seeds) if seeds is not None else [0] * batch
+        if len(seeds) != batch:
+            raise ValueError(f"{len(seeds)} seeds for {batch} rows")
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    eos = set(eos_token_ids)
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    new_ids, cache = input_ids, None
+    step_positions = positions
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    out: list[list[int]] = [[] for _ in range(batch)]
+    for _ in range(max_new_tokens):
+        scores, cache = step(new_ids, attention_mask, step_positions, cache)
+        scores = scores.float()
+        if generators is None:
+            token = scores.argmax(dim=-1)
+        else:
+            probs = torch.softmax(filter_top_p(scores / temperature, top_p), dim=-1)
+            token = torch.cat([torch.multinomial(probs[i], 1, generator=generators[i]) for i in range(batch)])
+        token = torch.where(finished, torch.full_like(token, pad_token_id), token)
+        for i in torch.nonzero(~finished).flatten().tolist():
+            if int(token[i]) in eos:
+                finished[i] = True
+            else:
+                out[i].append(int(token[i]))
+        if bool(finished.all()):
+            break
+        new_ids = token[:, None]
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=-1)
+        step_positions = step_positions[:, -1:] + 1
+    return out
+
+
+def model_step(model: torch.nn.Module, **forward_kwargs: Any) -> Step:
+    """A :data:`Step` calling a causal LM (``forward_kwargs`` are passed on, e.g. HoE's ``preference``)."""
+
+    def step(new_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any):
+        output = model(input_ids=new_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       past_key_values=cache, use_cache=True, **forward_kwargs)
+        return output.logits[:, -1], output.past_key_values
+
+    return step
+
+
+def eos_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
+    """End-of-sequence ids from the model's generation config and the tokenizer."""
+    ids = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is not None:
+        ids.update([configured] if isinstance(configured, int) else configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)

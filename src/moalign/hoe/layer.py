@@ -1,0 +1,137 @@
+"""The mixed-preference LoRA layer: every row of a batch (and, with routers, every token) gets its own mixture
+of the experts, ``O(x) = W x + Σ_j w_j(x) B_j A_j x``, in two matmuls whatever the number of experts.
+
+All experts' factors of one module are stacked: ``A`` is ``(Σ r_j, d_in)`` and ``B`` is ``(d_out, Σ r_j)``, and
+each rank row remembers its expert. A forward computes ``A x`` once, scales each rank by its expert's weight for
+that row, and applies ``B``; nothing is merged, copied or stored per request.
+
+The weights of a call live in a :class:`MixingWeights` object made by :class:`moalign.hoe.HoEModel` for that
+call and reached through a context variable, so concurrent calls (threads, asyncio tasks) cannot see each
+other's weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from moalign.hoe.experts import linear_weight
+
+
+@dataclass
+class MixingWeights:
+    """The expert weights of one forward call.
+
+    Attributes:
+        fixed: ``(B, E)`` input-independent weights per row (anchors without routers, or given directly).
+        router_weights: ``(B, R)`` preference-routing weights of the router anchors (None without routers).
+        per_block: block index → ``(B, T, E)`` weights including the routers' contribution, filled as blocks run.
+    """
+
+    fixed: torch.Tensor
+    router_weights: torch.Tensor | None = None
+    per_block: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def for_block(self, block: int) -> torch.Tensor:
+        """``(B, T, E)`` or ``(B, 1, E)`` weights for the layers of one transformer block."""
+        routed = self.per_block.get(block)
+        return routed if routed is not None else self.fixed[:, None, :]
+
+
+_CURRENT: ContextVar[MixingWeights | None] = ContextVar("moalign_hoe_mixing", default=None)
+
+
+@contextmanager
+def mixing(weights: MixingWeights) -> Iterator[MixingWeights]:
+    """Make ``weights`` the expert weights of every mixture layer called inside the block (this context only)."""
+    token = _CURRENT.set(weights)
+    try:
+        yield weights
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_mixing() -> MixingWeights:
+    weights = _CURRENT.get()
+    if weights is None:
+        raise RuntimeError("a HoE mixture layer ran outside a HoEModel call; call the HoEModel (or use "
+                           "moalign.hoe.layer.mixing) so each row has expert weights")
+    return weights
+
+
+class MixtureLoraLinear(nn.Module):
+    """A frozen linear layer plus all experts' LoRA updates, weighted per row by the current :class:`MixingWeights`.
+
+    Args:
+        base_layer: the original ``nn.Linear`` (or GPT-2 ``Conv1D``); kept frozen and called as is.
+        factors: per expert, ``(A (r_j, d_in), B (d_out, r_j))`` with scaling folded into ``B`` (``r_j`` may be 0).
+        block: index of the transformer block the layer belongs to (routers are per block).
+    """
+
+    def __init__(self, base_layer: nn.Module, factors: Sequence[tuple[torch.Tensor, torch.Tensor]], block: int):
+        super().__init__()
+        self.base_layer = base_layer
+        self.block = block
+        weight = linear_weight(base_layer)
+        self.out_features, self.in_features = weight.shape
+        dtype = weight.dtype
+        a = torch.cat([f[0].to(dtype) for f in factors], dim=0) if factors else weight.new_zeros((0, self.in_features))
+        b = torch.cat([f[1].to(dtype) for f in factors], dim=1) if factors else weight.new_zeros((self.out_features, 0))
+        self.lora_A = nn.Parameter(a.to(weight.device), requires_grad=False)
+        self.lora_B = nn.Parameter(b.to(weight.device), requires_grad=False)
+        self.ranks = [int(f[0].shape[0]) for f in factors]
+        owner = torch.repeat_interleave(torch.arange(len(self.ranks)), torch.tensor(self.ranks, dtype=torch.long))
+        self.register_buffer("expert_of_rank", owner.to(weight.device), persistent=False)
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.ranks)
+
+    def expert_factors(self, expert: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert ``expert``'s ``(A, B)`` in this layer."""
+        start = sum(self.ranks[:expert])
+        stop = start + self.ranks[expert]
+        return self.lora_A[start:stop], self.lora_B[:, start:stop]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)
+        if self.lora_A.shape[0] == 0:
+            return out
+        weights = current_mixing().for_block(self.block)
+        rank_weights = weights.to(x.dtype).index_select(-1, self.expert_of_rank)
+        hidden = nn.functional.linear(x, self.lora_A) * rank_weights
+        return out + nn.functional.linear(hidden, self.lora_B)
+
+
+class RouterExpert(nn.Module):
+    """HoE level 2, one anchor: a linear router in every transformer block scoring the anchor's candidate experts
+    from the block's input hidden state (softmax over the candidates, per token).
+
+    Routers start with zero weights and biases ``init_logits``, i.e. input-independent weights (HoEModel passes the
+    anchor's parameter-free routing), so an untrained router behaves like preference routing at its anchor.
+    """
+
+    def __init__(self, hidden_size: int, num_blocks: int, candidates: Sequence[int], num_experts: int,
+                 init_logits: Sequence[float] | None = None):
+        super().__init__()
+        self.candidates = list(candidates)
+        self.num_experts = num_experts
+        self.register_buffer("index", torch.tensor(self.candidates, dtype=torch.long), persistent=False)
+        self.blocks = nn.ModuleList(nn.Linear(hidden_size, len(self.candidates)) for _ in range(num_blocks))
+        bias = torch.tensor(list(init_logits)) if init_logits is not None else torch.zeros(len(self.candidates))
+        with torch.no_grad():
+            for router in self.blocks:
+                router.weight.zero_()
+                router.bias.copy_(bias)
+
+    def forward(self, block: int, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, T, E)`` expert weights of one block: the softmax over the candidates, zero elsewhere."""
+        router = self.blocks[block]
+        scores = torch.softmax(router(hidden.to(router.weight.dtype)).float(), dim=-1)
+        out = scores.new_zeros((*scores.shape[:-1], self.num_experts))
+        return out.index_copy(-1, self.index, scores)
