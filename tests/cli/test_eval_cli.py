@@ -82,7 +82,8 @@ def test_winrate_on_real_alpaca_eval(shared_data, tiny_model_path, tmp_path):
     ("extra", "message"),
     [
         (["--methods", "nowhere/final"], "nowhere/final: no such folder"),
-        (["--methods", "hoe:nowhere"], "unknown method kind 'hoe'"),
+        (["--methods", "hoe:nowhere"], "nowhere: no such folder"),
+        (["--methods", "pad:nowhere"], "unknown method kind 'pad'"),
         (["--methods", "soup:{informative}"], "soup: 1 experts for 2 objectives"),
         (["--methods", "base", "--objectives", "helpful"], "objective 'helpful' has no built-in scorer"),
         (["--methods", "base", "--objectives", "informative,warm", "--reference-point", "1"], "has 1 numbers for 2 objectives"),

@@ -50,9 +50,11 @@ def test_each_row_of_a_mixed_batch_equals_its_weighted_adapter_alone(hoe, tiny_m
         with torch.no_grad():
             alone = weighted_peft(tiny_model_path, adapter_dirs, preference)(input_ids=ids[row:row + 1]).logits
         torch.testing.assert_close(batched[row:row + 1], alone, rtol=1e-4, atol=1e-5)
-    # and the mixture differs from the base model (the experts are not no-ops)
+    # the mixture differs from the base model (the experts are not no-ops); zero expert weights are the base model
     with torch.no_grad():
-        assert not torch.allclose(batched, load_model(tiny_model_path)(input_ids=ids).logits, atol=1e-3)
+        base = load_model(tiny_model_path)(input_ids=ids).logits
+        assert not torch.allclose(batched, base, atol=1e-3)
+        torch.testing.assert_close(hoe(input_ids=ids, expert_weights=torch.zeros(3)).logits, base)
 
 
 def test_one_hot_preference_generates_like_the_expert_alone(hoe, tiny_model_path, adapter_dirs, tiny_tokenizer):

@@ -9,9 +9,11 @@ A spec is ``[NAME=]KIND``, where KIND is
   or, for rules that take none, at the uniform preference;
 * ``models:PATH+PATH+...``: one model per preference (e.g. linear scalarisation over a grid), each a point
   at the preference recorded in its ``moalign_training.json``;
-* ``soup:PATH+PATH+...``: rewarded soups, the exact weighted sum of K LoRA experts' updates, swept over
-  the preference grid. Experts trained with a one-hot preference are matched to their objective; others
-  are taken in objective order.
+* ``soup:PATH+PATH+...``: rewarded soups, the exact weighted sum of K LoRA experts' updates (a HoE model
+  with the experts alone), swept over the preference grid. Experts trained with a one-hot preference are
+  matched to their objective; others are taken in objective order;
+* ``mod:PATH+PATH+...``: the same experts mixed at decoding time (MOD, K forward passes per token);
+* ``hoe:DIR``: a HoE model (``moalign hoe build``), swept over the grid.
 
 Models load lazily, so a rerun served entirely from the sweep cache loads nothing. Prefixed kinds live in a
 registry (:func:`register_method_kind`); a model already in memory becomes a method with :func:`model_method`.
@@ -33,7 +35,8 @@ from moalign.eval.sweep import FrontPoint, Generate, sweep
 from moalign.objectives import Scorer
 
 TRAINING_SUMMARY = "moalign_training.json"
-_WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+_WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "hoe_model.safetensors",
+                 "hoe_config.json")
 
 
 class MethodError(MoalignError, ValueError):
@@ -98,11 +101,12 @@ def resolve_model_dir(path: str | Path) -> Path:
     """The folder holding the weights: ``path`` itself, or ``path/final`` for a training output folder."""
     path = Path(path)
     for candidate in (path, path / "final"):
-        if (candidate / "adapter_config.json").exists() or (candidate / "config.json").exists():
+        if any((candidate / f).exists() for f in ("adapter_config.json", "config.json", "hoe_config.json")):
             return candidate
     if not path.exists():
         raise MethodError(f"{path}: no such folder")
-    raise MethodError(f"{path}: neither a PEFT adapter (adapter_config.json) nor a model (config.json)")
+    raise MethodError(f"{path}: neither a PEFT adapter (adapter_config.json), a model (config.json) nor a HoE model "
+                      "(hoe_config.json)")
 
 
 def training_summary(model_dir: Path) -> dict[str, Any]:
@@ -281,31 +285,82 @@ def spec_model_dirs(kind: str) -> list[Path]:
     return [resolve_model_dir(kind)]
 
 
-def _soup(name: str, experts: list[Path], objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
-    if len(experts) != len(objectives):
-        raise MethodError(f"soup: {len(experts)} experts for {len(objectives)} objectives {list(objectives)}")
-    for path in experts:
-        if not (path / "adapter_config.json").exists():
-            raise MethodError(f"soup: {path} is not a LoRA adapter; rewarded soups here mix LoRA experts")
-    ordered = list(experts)
+def _objective_order(experts: list[Path], objectives: Sequence[str]) -> list[Path]:
+    """Experts trained with one-hot preferences, reordered to ``objectives``; others are kept in the given order."""
     one_hot = [trained_preference(p, objectives) for p in experts]
     if all(p is not None and np.isclose(p.max(), 1.0) for p in one_hot):
         owners = [int(np.argmax(p)) for p in one_hot]
         if sorted(owners) == list(range(len(objectives))):
-            ordered = [experts[owners.index(i)] for i in range(len(objectives))]
+            return [experts[owners.index(i)] for i in range(len(objectives))]
+    return list(experts)
+
+
+def _expert_mixture(kind: str, name: str, experts: list[Path], objectives: Sequence[str], grid: np.ndarray,
+                    loader: _Loader, decode: Callable[..., list[str]]) -> Method:
+    """Methods over one LoRA expert per objective held by one :class:`~moalign.hoe.HoEModel` (built on first use):
+    rewarded soups (its constant-weight mixture) and MOD (decoding-time mixing)."""
+    if len(experts) != len(objectives):
+        raise MethodError(f"{kind}: {len(experts)} experts for {len(objectives)} objectives {list(objectives)}")
+    for path in experts:
+        if not (path / "adapter_config.json").exists():
+            raise MethodError(f"{kind}: {path} is not a LoRA adapter; {kind} mixes LoRA experts")
+    ordered = _objective_order(experts, objectives)
     state: dict[str, Any] = {}
 
-    def generate_soup(preference: np.ndarray, prompts: list[str]) -> list[str]:
-        from moalign.models import LoraMixture, load_model
+    def generate(preference: np.ndarray, prompts: list[str]) -> list[str]:
+        from moalign.hoe import HoEModel, expert_from_adapter
+        from moalign.models import load_model
 
-        if "mixture" not in state:
+        if "model" not in state:
             base = loader.base_for(ordered[0])
-            state["mixture"] = LoraMixture(load_model(base), ordered, names=[f"expert{i}" for i in range(len(ordered))])
-            state["tokenizer"] = loader.tokenizer(base)
-        state["mixture"].set_weights(preference)
-        return loader.answer(state["mixture"].model, state["tokenizer"], prompts, f"{name} {np.round(preference, 2).tolist()}")
+            loaded = [expert_from_adapter(o, np.eye(len(objectives))[k], p)
+                      for k, (o, p) in enumerate(zip(objectives, ordered))]
+            state["model"] = HoEModel.from_experts(load_model(base), loaded, objectives, base_model=base,
+                                                   tokenizer=loader.tokenizer(base))
+        return decode(state["model"], prompts, preference, desc=f"{name} {np.round(preference, 2).tolist()}",
+                      **_decode_settings(loader.settings))
 
-    return Method(name, generate_soup, grid, {"experts": [_fingerprint(p) for p in ordered], "base": loader.base_model})
+    fingerprint = {"experts": [_fingerprint(p) for p in ordered], "base": loader.base_model, "decoder": kind}
+    return Method(name, generate, grid, fingerprint)
+
+
+def _decode_settings(s: GenerationSettings) -> dict[str, Any]:
+    return {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "batch_size": s.batch_size,
+            "seed": s.seed, "progress": True}
+
+
+def _soup(name: str, experts: list[Path], objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
+    return _expert_mixture("soup", name, experts, objectives, grid, loader,
+                           lambda model, prompts, preference, **kw: model.generate(prompts, preference, **kw))
+
+
+def _mod(name: str, experts: list[Path], objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
+    from moalign.hoe.mod import mod_generate
+
+    return _expert_mixture("mod", name, experts, objectives, grid, loader, mod_generate)
+
+
+def _hoe(name: str, dirs: list[Path], objectives: Sequence[str], grid: np.ndarray, loader: _Loader) -> Method:
+    from moalign.hoe import HoEConfig
+
+    if len(dirs) != 1:
+        raise MethodError(f"hoe: one HoE model folder, got {len(dirs)}")
+    folder = dirs[0]
+    model_objectives = HoEConfig.load(folder).objectives
+    if sorted(model_objectives) != sorted(objectives):
+        raise MethodError(f"hoe: {folder} serves objectives {model_objectives}, the front is over {list(objectives)}")
+    state: dict[str, Any] = {}
+
+    def generate(preference: np.ndarray, prompts: list[str]) -> list[str]:
+        from moalign.hoe import HoEModel
+
+        if "model" not in state:
+            state["model"] = HoEModel.from_pretrained(folder, base=loader.base_model)
+        by_name = dict(zip(objectives, preference.tolist()))
+        return state["model"].generate(prompts, by_name, desc=f"{name} {np.round(preference, 2).tolist()}",
+                                       **_decode_settings(loader.settings))
+
+    return Method(name, generate, grid, {"hoe": _fingerprint(folder), "base": loader.base_model})
 
 
 def _model_set(name: str, paths: list[Path], objectives: Sequence[str], loader: _Loader) -> Method:
@@ -330,6 +385,8 @@ def _model_set(name: str, paths: list[Path], objectives: Sequence[str], loader: 
 
 
 register_method_kind("soup", _soup)
+register_method_kind("mod", _mod)
+register_method_kind("hoe", _hoe)
 register_method_kind("models", lambda name, dirs, objectives, grid, loader: _model_set(name, dirs, objectives, loader))
 
 

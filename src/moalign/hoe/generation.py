@@ -102,3 +102,39 @@ def eos_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return sorted(ids)
+
+
+def generate_texts(
+    make_step: Callable[[slice], Step],
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    *,
+    device: torch.device,
+    eos_token_ids: Sequence[int],
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seeds: Sequence[int],
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "generating",
+) -> list[str]:
+    """Decode ``prompts`` in batches (rendered with the chat template, left-padded by hand so the tokenizer is
+    never changed); ``make_step(rows)`` gives the step for the rows ``prompts[rows]``."""
+    from tqdm.auto import tqdm
+
+    from moalign.models.generation import left_pad, render_prompt
+
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    outputs: list[str] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+        rows = slice(start, start + batch_size)
+        ids = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts[rows]]
+        input_ids, attention_mask = left_pad(ids, pad)
+        tokens = decode(make_step(rows), input_ids.to(device), attention_mask.to(device), max_new_tokens=max_new_tokens,
+                        eos_token_ids=eos_token_ids, pad_token_id=pad, temperature=temperature, top_p=top_p,
+                        seeds=seeds[rows])
+        outputs.extend(t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True))
+    return outputs

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from moalign.hoe.config import CONFIG_NAME, WEIGHTS_NAME, AnchorConfig, ExpertConfig, HoEConfig, HoEError
+from moalign.hoe.config import WEIGHTS_NAME, AnchorConfig, ExpertConfig, HoEConfig, HoEError
 from moalign.hoe.experts import Expert, linear_modules, linear_weight
-from moalign.hoe.generation import decode, eos_ids, model_step
+from moalign.hoe.generation import eos_ids, generate_texts, model_step
 from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, RouterExpert, current_mixing, mixing
 from moalign.hoe.routing import nearest_experts, route_preference, route_preferences
 from moalign.preference import normalize_preference
@@ -211,37 +211,38 @@ class HoEModel(nn.Module):
     def generate(self, prompts: Sequence[str | list[dict[str, str]]], preference: Preferences | None = None, *,
                  tokenizer: Any = None, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
-                 expert_weights: torch.Tensor | np.ndarray | None = None) -> list[str]:
-        """One response per prompt, each at its own preference (one for all, or one per prompt).
+                 expert_weights: torch.Tensor | np.ndarray | None = None, progress: bool = False,
+                 desc: str = "generating") -> list[str]:
+        """One response per prompt, each at its own preference (one for all, or one per prompt), or with
+        ``expert_weights`` given directly.
 
         Sampling is per row with its own generator (``seeds[i]``, default ``seed + i``), so an answer depends only
         on its prompt, preference and seed; greedy when ``temperature`` is 0.
         """
-        from moalign.models.generation import left_pad, render_prompt
+        prompts = list(prompts)
+        preferences = self.preference_matrix(preference, len(prompts))
 
+        def make_step(rows: slice):
+            batch = len(prompts[rows])
+            weights = (self.mixing_weights(batch=batch, expert_weights=expert_weights) if expert_weights is not None
+                       else self.mixing_weights(preferences[rows], batch=batch))
+            return model_step(self, mixing_weights=weights)
+
+        return self.decode_prompts(make_step, prompts, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, top_p=top_p, seed=seed, seeds=seeds, batch_size=batch_size,
+                                   progress=progress, desc=desc)
+
+    def decode_prompts(self, make_step, prompts: list, *, tokenizer: Any, seed: int, seeds: Sequence[int] | None,
+                       **settings: Any) -> list[str]:
+        """:func:`~moalign.hoe.generation.generate_texts` with this model's tokenizer, device and stop tokens."""
         tokenizer = tokenizer or self.tokenizer
         if tokenizer is None:
             raise HoEError("no tokenizer: pass tokenizer= or load the model with one")
-        prompts = list(prompts)
-        preferences = self.preference_matrix(preference, len(prompts))
         seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise HoEError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        device = next(self.base.parameters()).device
-        stop = eos_ids(self.base, tokenizer)
-        outputs: list[str] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = slice(start, start + batch_size)
-            rows = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts[chunk]]
-            input_ids, attention_mask = left_pad(rows, pad)
-            weights = (self.mixing_weights(batch=len(rows), expert_weights=expert_weights) if expert_weights is not None
-                       else self.mixing_weights(preferences[chunk], batch=len(rows)))
-            tokens = decode(model_step(self, mixing_weights=weights), input_ids.to(device), attention_mask.to(device),
-                            max_new_tokens=max_new_tokens, eos_token_ids=stop, pad_token_id=pad,
-                            temperature=temperature, top_p=top_p, seeds=seeds[chunk])
-            outputs.extend(t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True))
-        return outputs
+        return generate_texts(make_step, tokenizer, prompts, device=next(self.base.parameters()).device,
+                              eos_token_ids=eos_ids(self.base, tokenizer), seeds=seeds, **settings)
 
     # ----------------------------------------------------------------- saving
     def state_tensors(self) -> dict[str, torch.Tensor]:

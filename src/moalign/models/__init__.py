@@ -13,14 +13,12 @@ from moalign.models.loading import (
     resolve_model_path,
 )
 from moalign.models.logprobs import sequence_logprobs, token_logprobs
-from moalign.models.mixing import LoraMixture
 from moalign.models.smollm2 import ModelPrepareError, find_default_gguf, prepare_default_model, prepare_gguf_model
 from moalign.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 __all__ = [
     "DEFAULT_MODEL_ALIASES",
     "DEFAULT_MODEL_HUB_ID",
-    "LoraMixture",
     "LoraSpec",
     "ModelPrepareError",
     "add_lora",
