@@ -41,8 +41,10 @@ def decode(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seeds: Sequence[int] | None = None,
+    keep_eos: bool = False,
 ) -> list[list[int]]:
-    """New token ids per row of a left-padded batch, each ending before its first end-of-sequence token.
+    """New token ids per row of a left-padded batch, each ending before its first end-of-sequence token (or with
+    it, with ``keep_eos``, as RL rollouts want them).
 
     ``temperature=0`` is greedy; otherwise row ``i`` samples with a generator seeded ``seeds[i]``.
     """
@@ -72,6 +74,8 @@ def decode(
         for i in torch.nonzero(~finished).flatten().tolist():
             if int(token[i]) in eos:
                 finished[i] = True
+                if keep_eos:
+                    out[i].append(int(token[i]))
             else:
                 out[i].append(int(token[i]))
         if bool(finished.all()):

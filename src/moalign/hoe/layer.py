@@ -30,11 +30,13 @@ class MixingWeights:
     Attributes:
         fixed: ``(B, E)`` input-independent weights per row (anchors without routers, or given directly).
         router_weights: ``(B, R)`` preference-routing weights of the router anchors (None without routers).
+        routers: the R :class:`RouterExpert` modules those columns belong to.
         per_block: block index → ``(B, T, E)`` weights including the routers' contribution, filled as blocks run.
     """
 
     fixed: torch.Tensor
     router_weights: torch.Tensor | None = None
+    routers: Sequence[nn.Module] = ()
     per_block: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def for_block(self, block: int) -> torch.Tensor:
@@ -54,6 +56,19 @@ def mixing(weights: MixingWeights) -> Iterator[MixingWeights]:
         yield weights
     finally:
         _CURRENT.reset(token)
+
+
+def route_block(block: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook of transformer block ``block``: add the routers' per-token weights, read from the block's
+    input hidden state, to the call's fixed weights (a no-op without routers)."""
+    weights = current_mixing()
+    if weights.router_weights is None or not weights.routers:
+        return
+    hidden = args[0] if args else kwargs["hidden_states"]
+    routed = weights.fixed[:, None, :].to(hidden.device)
+    for column, router in enumerate(weights.routers):
+        routed = routed + weights.router_weights[:, column, None, None] * router(block, hidden)
+    weights.per_block[block] = routed
 
 
 def current_mixing() -> MixingWeights:

@@ -7,6 +7,7 @@ the resulting per-row expert weights in one forward. Nothing is merged or mutate
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from torch import nn
 from moalign.hoe.config import WEIGHTS_NAME, AnchorConfig, ExpertConfig, HoEConfig, HoEError
 from moalign.hoe.experts import Expert, linear_modules, linear_weight
 from moalign.hoe.generation import eos_ids, generate_texts, model_step
-from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, RouterExpert, current_mixing, mixing
+from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, RouterExpert, mixing, route_block
 from moalign.hoe.routing import nearest_experts, route_preference, route_preferences
 from moalign.preference import normalize_preference
 
@@ -64,7 +65,7 @@ class HoEModel(nn.Module):
             if anchor.has_router:
                 self.routers[str(index)] = self._new_router(hidden, anchor)
         for block_index, block in enumerate(blocks):
-            block.register_forward_pre_hook(self._route_block(block_index), with_kwargs=True)
+            block.register_forward_pre_hook(functools.partial(route_block, block_index), with_kwargs=True)
         self._anchor_points = np.array([a.preference for a in config.anchors], dtype=np.float64)
         self._fixed_mix = torch.zeros(len(config.anchors), len(config.experts))
         for index, anchor in enumerate(config.anchors):
@@ -177,23 +178,9 @@ class HoEModel(nn.Module):
             dtype=torch.float32)
         fixed = anchor_weights @ self._fixed_mix
         router_columns = [int(k) for k in self.routers]
-        router_weights = anchor_weights[:, router_columns].to(device) if router_columns else None
-        return MixingWeights(fixed.to(device), router_weights)
-
-    def _route_block(self, block: int):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if not len(self.routers):
-                return
-            weights = current_mixing()
-            if weights.router_weights is None:
-                return
-            hidden = args[0] if args else kwargs["hidden_states"]
-            routed = weights.fixed[:, None, :].to(hidden.device)
-            for column, router in enumerate(self.routers.values()):
-                routed = routed + weights.router_weights[:, column, None, None] * router(block, hidden)
-            weights.per_block[block] = routed
-
-        return hook
+        if not router_columns:
+            return MixingWeights(fixed.to(device))
+        return MixingWeights(fixed.to(device), anchor_weights[:, router_columns].to(device), list(self.routers.values()))
 
     # ----------------------------------------------------------------- forward and generation
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
@@ -203,7 +190,7 @@ class HoEModel(nn.Module):
         batch = (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[0]
         if mixing_weights is None:
             mixing_weights = self.mixing_weights(preference, batch=batch, expert_weights=expert_weights)
-        fresh = MixingWeights(mixing_weights.fixed, mixing_weights.router_weights)
+        fresh = MixingWeights(mixing_weights.fixed, mixing_weights.router_weights, mixing_weights.routers)
         with mixing(fresh):
             return self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 

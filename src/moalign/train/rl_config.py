@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from moalign.config import ConfigError
 from moalign.train.config_base import TrainingConfig
 
-RL_METHODS = ("pama", "morlhf")
+RL_METHODS = ("pama", "morlhf", "tchebycheff")
 PAMA_GRANULARITIES = ("token", "sequence", "batch_mean")
 
 
@@ -55,8 +55,10 @@ class MultiObjectiveRLConfig(TrainingConfig):
 
     The combination:
         rule: ``pama`` (Noon PPO on PAMA's closed-form combined advantage), ``morlhf`` (PPO on the
-            preference-weighted sum of the objectives' advantages: linear scalarisation of the rewards), or a
-            gradient rule of ``moalign.moo`` (``mgda_ub``, ``mgda``, ``pcgrad``, ...) on the K per-objective PPO
+            preference-weighted sum of the objectives' advantages: linear scalarisation of the rewards),
+            ``tchebycheff`` (smooth Tchebycheff by online mirror descent, HoE's router objective: PPO on the sum of
+            the advantages weighted by ``w ∘ λ``, ``w`` updated after each batch; ``rule_options``: ``ideal``, one
+            value per objective, and ``step_size``), or a gradient rule of ``moalign.moo`` (``mgda_ub``, ``mgda``, ``pcgrad``, ...) on the K per-objective PPO
             losses.
         pama_granularity: where PAMA takes its minimum: ``token`` (default), ``sequence`` (each sequence's
             mean clipped advantage) or ``batch_mean`` (one number for the batch, the verl fork's reading).
@@ -123,6 +125,15 @@ class MultiObjectiveRLConfig(TrainingConfig):
                 get_rule(self.rule, **self.rule_options)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"rule_options {self.rule_options} for rule {self.rule!r}: {exc}") from None
+        elif self.rule == "tchebycheff":
+            from moalign.moo.tchebycheff import OnlineTchebycheff
+
+            if "ideal" not in self.rule_options:
+                raise ConfigError("rule tchebycheff needs rule_options.ideal: the ideal point, one value per objective")
+            try:
+                OnlineTchebycheff(self.preference or [1.0] * len(self.rewards), **self.rule_options)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"rule_options {self.rule_options} for rule tchebycheff: {exc}") from None
         elif self.rule_options and self.rule not in ADVANTAGE_RULES:
             raise ConfigError(f"rule {self.rule!r} takes no rule_options")
         if self.pama_granularity not in PAMA_GRANULARITIES:

@@ -8,6 +8,8 @@ over mini-batches, each one optimizer step whose policy gradient depends on the 
 * ``pama``: per token (or sequence, or batch mean) ``s = min_k I(A_k)`` (``moalign.moo.PAMA``), and Noon
   PPO's loss on ``s``; O(K) per token, no per-objective gradients.
 * ``morlhf``: PPO on ``sum_k w_k A_k`` (linear scalarisation of the rewards).
+* ``tchebycheff``: the same with weights ``w ∘ λ`` from online mirror descent (``moalign.moo.tchebycheff``),
+  updated from each batch's mean rewards: smooth Tchebycheff, HoE's router objective.
 * a gradient rule of ``moalign.moo`` (``mgda_ub``, ``mgda``, ``pcgrad``, ...): the K per-objective PPO losses
   handed to ``MultiObjectiveStep``, as DPO does.
 
@@ -33,6 +35,7 @@ from moalign.config import ConfigError, config_to_dict
 from moalign.data import StepSampler
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, render_prompt
 from moalign.moo import PAMA, get_rule, noon_indicator
+from moalign.moo.tchebycheff import OnlineTchebycheff
 from moalign.objectives import RewardError, RunningWhitening, build_rewards
 from moalign.preference import normalize_preference
 from moalign.stats import bootstrap_interval
@@ -43,7 +46,7 @@ from moalign.train.objective_step import MultiObjectiveStep, check_distributed_g
 from moalign.train.ppo import (KLController, gae, group_advantages, kl_penalty, masked_mean, masked_whiten,
                                noon_ppo_loss,
                                ppo_clip_loss, value_loss)
-from moalign.train.rl_config import MultiObjectiveRLConfig
+from moalign.train.rl_config import RL_METHODS, MultiObjectiveRLConfig
 from moalign.train.rl_prompts import load_rl_prompts
 from moalign.train.rollout import GenerateEngine, Rollout, RolloutEngine, response_forward
 
@@ -103,7 +106,9 @@ class MultiObjectiveRLTrainer(TrainerBase):
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
-        if c.rule in ("pama", "morlhf"):
+        self.tchebycheff = (OnlineTchebycheff(self.preference.numpy(), **c.rule_options) if c.rule == "tchebycheff"
+                            else None)
+        if c.rule in RL_METHODS:
             self.pama = PAMA(clip_eps=c.cliprange) if c.rule == "pama" else None
             self.loss_names: tuple[str, ...] = (c.rule,)
             rule = get_rule("linear")
@@ -113,7 +118,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
             rule = get_rule(c.rule, **c.rule_options)
             check_distributed_geometry(rule, self.accelerator, c.rule)
         self.objective_step = MultiObjectiveStep(self.accelerator, self.model, self.params, rule, self.loss_names,
-                                                 preference=self.preference if c.rule not in ("pama", "morlhf") else None)
+                                                 preference=self.preference if c.rule not in RL_METHODS else None)
         self.kl = KLController(c.kl_coef, c.target_kl, c.kl_horizon)
         self.whitening = RunningWhitening(len(self.objectives)) if c.whiten_rewards else None
         self.engine = engine if engine is not None else GenerateEngine(self.tokenizer)
@@ -202,6 +207,10 @@ class MultiObjectiveRLTrainer(TrainerBase):
             advantages = group_advantages(sequence, c.num_generations).unsqueeze(1) * mask.unsqueeze(-1)
         if c.rule == "morlhf":
             advantages = (advantages * self.preference.to(advantages)).sum(-1, keepdim=True)
+        elif self.tchebycheff is not None:
+            weights = torch.as_tensor(self.tchebycheff.reward_weights())
+            advantages = (advantages * weights.to(advantages)).sum(-1, keepdim=True)
+            self.tchebycheff.update([self.reduce_mean(torch.tensor(scores[:, k].mean())) for k in range(scores.shape[1])])
         if c.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
         if c.rule == "pama" and c.pama_granularity == "batch_mean":
@@ -305,7 +314,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
                 v_loss = self.value_step(experience, rows.to(self.accelerator.device))
                 metrics = self.clip_and_step(self.params, step)
                 metrics.update({f"{name}/policy_loss": float(losses[k]) for k, name in enumerate(self.loss_names)})
-                if c.rule not in ("pama", "morlhf"):
+                if c.rule not in RL_METHODS:
                     metrics.update({f"{name}/weight": float(result.weights[k]) for k, name in enumerate(self.loss_names)})
                 metrics.update({k: float(v) for k, v in result.info.items() if isinstance(v, (int, float))})
                 metrics["value_loss"] = v_loss
@@ -321,6 +330,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
         scores = experience["scores"]
         out.update({f"{name}/reward": self.reduce_mean(torch.tensor(scores[:, k].mean())) for k, name in enumerate(self.objectives)})
         out.update({"kl": kl, "kl_coef": self.kl.value, "response_length": experience["response_length"]})
+        if self.tchebycheff is not None:
+            out.update({f"{name}/tchebycheff_weight": float(w) for name, w in zip(self.objectives, self.tchebycheff.weights)})
         return out
 
     @staticmethod
@@ -355,7 +366,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
     def checkpoint_state(self) -> dict[str, Any]:
         return {**self.objective_step.state_dict(), "sampler": self.sampler.state_dict(),
                 "kl_controller": self.kl.state_dict(),
-                "whitening": None if self.whitening is None else self.whitening.state_dict()}
+                "whitening": None if self.whitening is None else self.whitening.state_dict(),
+                "tchebycheff": None if self.tchebycheff is None else self.tchebycheff.state_dict()}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         if state.get("sampler") not in (None, self.sampler.state_dict()):
@@ -365,6 +377,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
         self.kl.load_state_dict(state["kl_controller"])
         if self.whitening is not None and state.get("whitening"):
             self.whitening.load_state_dict(state["whitening"])
+        if self.tchebycheff is not None and state.get("tchebycheff"):
+            self.tchebycheff.load_state_dict(state["tchebycheff"])
 
     def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
         """Train to ``total_steps`` rollout steps (resuming from ``resume_from`` or the config's) and save the policy."""

@@ -1,0 +1,168 @@
+"""Training HoE's router experts (level 2) with the RL trainer: PPO on smooth Tchebycheff at the router's anchor.
+
+Everything but the new router is frozen (base model and LoRA experts). The reward is
+``Σ_i w_i λ_i (R_i − z_i*)`` with ``w`` from online mirror descent (``rule: tchebycheff``), where the ideal point
+``z*`` is, per objective, the mean reward of that objective's single-objective expert on calibration prompts
+(unless given). The reference for the KL penalty is the model before training, i.e. with the router at its
+initial, parameter-free weights. The output ``final/`` folder is a HoE model with the trained router.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from moalign.config import ConfigError
+from moalign.hoe.generation import decode, eos_ids, model_step
+from moalign.hoe.model import HoEModel
+from moalign.objectives import build_rewards
+from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
+from moalign.train.rl_prompts import load_rl_prompts
+
+
+@dataclass
+class RouterTrainingConfig(MultiObjectiveRLConfig):
+    """:class:`~moalign.train.MultiObjectiveRLConfig` for one router expert.
+
+    Parameters:
+        hoe: the HoE model folder (``moalign hoe build``); its base model is used (``model`` is ignored).
+        anchor: the router's anchor preference (default: the simplex centre).
+        num_candidates: experts the router scores, the nearest to its anchor (default: as many as objectives).
+        ideal_point: z*, one value per objective (default: calibrated, see the module docstring).
+        calibration_prompts: prompts used to calibrate z*.
+        omd_step_size: η of the mirror-descent step over objective weights.
+
+    Defaults follow RiC's multi-reward PPO recipe where HoE gives none, except the learning rate: only a few
+    thousand router weights train, so it is larger than a LoRA's.
+    """
+
+    hoe: str = ""
+    anchor: list[float] | None = None
+    num_candidates: int | None = None
+    ideal_point: list[float] | None = None
+    calibration_prompts: int = 32
+    omd_step_size: float = 1.0
+    rule: str = "tchebycheff"
+    use_lora: bool = False
+    learning_rate: float = 1e-3
+    kl_coef: float = 0.2
+    output_dir: str = "runs/hoe-routers"
+    rule_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.hoe:
+            raise ConfigError("hoe: give the HoE model folder whose router to train")
+        if self.rule != "tchebycheff" or self.use_lora:
+            raise ConfigError("routers train with rule tchebycheff and without LoRA (everything else is frozen)")
+        if self.calibration_prompts < 1:
+            raise ConfigError("calibration_prompts must be at least 1")
+        # The RL config checks the options now; a calibrated ideal point replaces the placeholder at training time.
+        ideal = list(self.ideal_point) if self.ideal_point is not None else [0.0] * len(self.rewards)
+        self.rule_options = {"ideal": ideal, "step_size": self.omd_step_size}
+        super().__post_init__()
+
+
+class AnchorPolicy(nn.Module):
+    """A HoE model pinned to one preference, as the RL trainer's policy: ``forward`` routes every row there."""
+
+    def __init__(self, hoe: HoEModel, preference: Sequence[float]):
+        super().__init__()
+        self.hoe = hoe
+        self.preference = [float(p) for p in preference]
+
+    @property
+    def config(self) -> Any:
+        return self.hoe.base.config
+
+    def forward(self, **kwargs: Any) -> Any:
+        return self.hoe(preference=self.preference, **kwargs)
+
+    def save_pretrained(self, directory: str | Path, state_dict: Any = None) -> None:
+        self.hoe.save_pretrained(directory)
+
+
+class HoEEngine:
+    """Rollouts from a HoE policy with moalign's decoding loop (per-row generators; eos kept at the end)."""
+
+    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64):
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos = list(eos_token_ids)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def generate(self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 temperature: float, top_p: float, seed: int) -> list[list[int]]:
+        from moalign.models.generation import left_pad
+
+        device = next(model.parameters()).device
+        responses: list[list[int]] = []
+        for start in range(0, len(prompt_ids), self.batch_size):
+            chunk = prompt_ids[start:start + self.batch_size]
+            input_ids, attention_mask = left_pad(chunk, self.pad)
+            seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(len(chunk))]
+            responses.extend(decode(model_step(model), input_ids.to(device), attention_mask.to(device),
+                                    max_new_tokens=max_new_tokens, eos_token_ids=self.eos, pad_token_id=self.pad,
+                                    temperature=temperature, top_p=top_p, seeds=seeds, keep_eos=True))
+        return responses
+
+    def sync_weights(self, model: nn.Module) -> None:
+        """Nothing to do: generation runs on the policy being trained."""
+
+
+def calibrate_ideal_point(hoe: HoEModel, scorers: Sequence[Any], prompts: Sequence[Any], *, max_new_tokens: int,
+                          temperature: float, seed: int) -> list[float]:
+    """Per objective, the mean reward of its single-objective expert (one-hot preference) on ``prompts``."""
+    ideal = []
+    for k, scorer in enumerate(scorers):
+        one_hot = np.eye(len(scorers))[k]
+        texts = hoe.generate(list(prompts), one_hot, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        ideal.append(float(np.mean(scorer.reward(list(prompts), texts))))
+    return ideal
+
+
+class HoERouterTrainer(MultiObjectiveRLTrainer):
+    """Adds a router expert at ``config.anchor`` to the HoE model and trains it (see the module docstring)."""
+
+    tracker_project = "moalign-hoe"
+
+    def __init__(self, config: RouterTrainingConfig, *, hoe: HoEModel | None = None, rewards: Sequence[Any] | None = None):
+        c = config
+        hoe = hoe if hoe is not None else HoEModel.from_pretrained(c.hoe, dtype=c.dtype)
+        scorers = list(rewards) if rewards is not None else build_rewards(c.rewards)
+        names = [s.name for s in scorers]
+        if sorted(names) != sorted(hoe.objectives):
+            raise ConfigError(f"rewards {names} do not match the HoE model's objectives {hoe.objectives}")
+        scorers = [scorers[names.index(o)] for o in hoe.objectives]
+        anchor = c.anchor if c.anchor is not None else [1.0 / len(hoe.objectives)] * len(hoe.objectives)
+        self.router_index = hoe.add_router(anchor, c.num_candidates)
+        c.preference = list(hoe.config.anchors[self.router_index].preference)
+        if c.ideal_point is None:
+            prompts = load_rl_prompts(c)
+            random.Random(c.seed + 1).shuffle(prompts)
+            c.rule_options["ideal"] = calibrate_ideal_point(hoe, scorers, prompts[:c.calibration_prompts],
+                                                            max_new_tokens=c.max_new_tokens,
+                                                            temperature=c.temperature, seed=c.seed)
+        self.ideal = list(c.rule_options["ideal"])
+        c.model = hoe.config.base_model
+        policy = AnchorPolicy(hoe, c.preference)
+        engine = HoEEngine(hoe.tokenizer, eos_ids(hoe.base, hoe.tokenizer))
+        super().__init__(c, model=policy, processing_class=hoe.tokenizer, rewards=scorers, engine=engine)
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """The RL evaluation plus the Tchebycheff value ``min_i λ_i (R̄_i − z_i*)`` of the held-out means."""
+        report = super().evaluate()
+        if report:
+            gaps = [lam * (report[o]["mean"] - z) for o, lam, z in zip(self.objectives, self.preference.tolist(), self.ideal)]
+            report["tchebycheff"] = {"mean": float(min(gaps))}
+        return report
+
+    def checkpoint_model(self) -> nn.Module:
+        return nn.ModuleDict({"router": self.policy().hoe.routers[str(self.router_index)], "value_heads": self.value_heads})
+
