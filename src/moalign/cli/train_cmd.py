@@ -15,7 +15,10 @@ METHODS = {
            "reward models: one Bradley-Terry head per objective on a shared backbone"),
     "rl": ("moalign.train:MultiObjectiveRLConfig", "moalign.train:MultiObjectiveRLTrainer",
            "multi-objective PPO: PAMA (default), MORLHF or a gradient rule on per-objective PPO losses"),
+    "routers": ("moalign.hoe.train_routers:RouterTrainingConfig", "moalign.hoe.train_routers:HoERouterTrainer",
+                "HoE router experts: PPO on smooth Tchebycheff at an anchor preference"),
 }
+TRAIN_METHODS = ("dpo", "rm", "rl")
 
 
 def _load(spec: str):
@@ -24,17 +27,22 @@ def _load(spec: str):
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help=f"train a model ({', '.join(METHODS)})")
+    train = commands.add_parser("train", help=f"train a model ({', '.join(TRAIN_METHODS)})")
     sub = train.add_subparsers(dest="train_command", required=True, metavar="METHOD")
-    for method, (config_spec, _, help_text) in METHODS.items():
-        config_name = config_spec.split(":")[1]
-        parser = sub.add_parser(method, help=help_text,
-                                description=f"Every key of {config_name} can be set in the YAML file or as --key value.")
-        parser.add_argument("--config", type=Path, help=f"YAML file of {config_name} keys")
-        parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                            help="resume from the latest checkpoint in output_dir (or the one given)")
-        parser.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
-        parser.set_defaults(handler=run_training, accepts_overrides=True, method=method)
+    for method in TRAIN_METHODS:
+        add_training_parser(sub, method, method, METHODS[method][2])
+
+
+def add_training_parser(sub: argparse._SubParsersAction, command: str, method: str, help_text: str) -> None:
+    """``COMMAND --config cfg.yaml [--resume] [--overwrite] [--key value ...]`` training ``METHODS[method]``."""
+    config_name = METHODS[method][0].split(":")[1]
+    parser = sub.add_parser(command, help=help_text,
+                            description=f"Every key of {config_name} can be set in the YAML file or as --key value.")
+    parser.add_argument("--config", type=Path, help=f"YAML file of {config_name} keys")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                        help="resume from the latest checkpoint in output_dir (or the one given)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
+    parser.set_defaults(handler=run_training, accepts_overrides=True, method=method)
 
 
 def run_training(args: argparse.Namespace) -> int:
