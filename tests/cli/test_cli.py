@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from helpers import moalign
 
 
@@ -56,8 +58,15 @@ def test_tiny_demo_runs_end_to_end(tmp_path):
     assert all(set(row) == {"informative", "readable", "warm"} for row in accuracy.values())
     assert (tmp_path / "demo" / "models" / "mgda_decoupled" / "final" / "adapter_config.json").exists()
     front = json.loads((tmp_path / "demo" / "front" / "report.json").read_text())
-    assert set(front["methods"]) == {"linear_scalarisation", "rewarded_soup", "mgda_decoupled", "base"}
+    assert set(front["methods"]) == {"linear_scalarisation", "rewarded_soup", "hoe", "mgda_decoupled", "base"}
     grid = [p["preference"] for p in front["methods"]["rewarded_soup"]["points"]]
+    # HoE's vertices are the experts alone, as the soup's are; its centre is the merged anchor expert
+    hoe_points, soup_points = front["methods"]["hoe"]["points"], front["methods"]["rewarded_soup"]["points"]
+    for hoe_point, soup_point in zip(hoe_points, soup_points):
+        assert hoe_point["preference"] == soup_point["preference"]
+        if max(hoe_point["preference"]) == 1.0:
+            assert hoe_point["scores"] == pytest.approx(soup_point["scores"])
+    assert (tmp_path / "demo" / "hoe" / "build_report.json").exists()
     assert len(grid) == 4 and sorted(p["preference"] for p in front["methods"]["linear_scalarisation"]["points"]) == sorted(grid)
     assert (tmp_path / "demo" / "front" / "front_informative_readable.png").stat().st_size > 5000
     assert str((tmp_path / "demo").resolve()) in out.stdout

@@ -3,9 +3,10 @@
 Prepares the default model (or the tiny one with ``--tiny``), builds or loads the bundled task,
 scores the model's own answers on every objective, trains linear scalarisation at every preference of a
 small grid (the simplex's corners, i.e. the per-objective LoRA experts, and its centre) and one
-MGDA-Decoupled model, reports each one's held-out preference accuracy per objective, and compares their
-Pareto fronts with rewarded soups of the experts and the base on held-out prompts. Everything goes under
-one output folder; the script stays a thin layer over the library.
+MGDA-Decoupled model, reports each one's held-out preference accuracy per objective, builds a HoE model from
+the experts (a TIES-merged centre anchor; no routers, to stay within the time), and compares the Pareto fronts
+of all of them, rewarded soups of the experts and the base on held-out prompts. Everything goes under one
+output folder; the script stays a thin layer over the library.
 """
 
 from __future__ import annotations
@@ -103,15 +104,20 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def compare_fronts(model_path: Path, config, prompts: list[str], out: Path, runs: dict[str, Path]) -> dict:
     """The demo's front comparison on held-out prompts: linear scalarisation over the preference grid (the
-    experts are its vertices), rewarded soups of the experts over the same grid, MGDA-Decoupled and the
-    base (one point each). Writes the report (JSON, Markdown, plots) under ``out/front``."""
+    experts are its vertices), rewarded soups of the experts and HoE built from them over the same grid,
+    MGDA-Decoupled and the base (one point each). Writes the report (JSON, Markdown, plots) under ``out/front``."""
     from moalign.eval import GenerationSettings, build_method, sweep_methods, write_front_report
+    from moalign.hoe.build import build_hoe
 
     objectives = list(config.objectives)
+    _step("building HoE from the experts (TIES-merged centre anchor)")
+    hoe, build_report = build_hoe([(o, runs[f"expert:{o}"]) for o in objectives], str(model_path))
+    hoe.save_pretrained(out / "hoe")
+    write_json_atomic(out / "hoe" / "build_report.json", build_report)
     experts = "+".join(str(runs[f"expert:{o}"]) for o in objectives)
     linear = "+".join(str(path) for label, path in runs.items() if label.startswith(("expert:", "linear:")))
     specs = {"linear_scalarisation": f"models:{linear}", "rewarded_soup": f"soup:{experts}",
-             "mgda_decoupled": str(runs["mgda_decoupled"]), "base": "base"}
+             "hoe": f"hoe:{out / 'hoe'}", "mgda_decoupled": str(runs["mgda_decoupled"]), "base": "base"}
     grid = demo_grid(len(objectives))
     settings = GenerationSettings(max_new_tokens=FRONT_TOKENS, batch_size=len(prompts), seed=config.seed)
     methods = [build_method(name, kind, objectives, grid, base_model=str(model_path), settings=settings)
