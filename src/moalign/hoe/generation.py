@@ -18,6 +18,25 @@ Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Ten
 cache)``; ``cache`` is None on the first call."""
 
 
+def filter_top_k(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """Logits with all but the ``top_k`` largest per row set to -inf (``None`` or 0: unchanged)."""
+    if not top_k or top_k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+#: transformers' ``generate`` samples from the 50 most likely tokens when a model's generation config sets no top_k.
+TRANSFORMERS_DEFAULT_TOP_K = 50
+
+
+def default_top_k(model: torch.nn.Module) -> int:
+    """The top_k HF ``generate`` would sample ``model`` with (its generation config's, else transformers' 50), so
+    moalign's decoding samples the same distribution as the rest of moalign (evaluation, RL rollouts)."""
+    value = getattr(getattr(model, "generation_config", None), "top_k", None)
+    return TRANSFORMERS_DEFAULT_TOP_K if value is None else int(value)
+
+
 def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Logits with everything outside the smallest set of tokens holding ``top_p`` of the mass set to -inf."""
     if top_p >= 1.0:
@@ -40,13 +59,16 @@ def decode(
     pad_token_id: int,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    top_k: int | None = None,
     seeds: Sequence[int] | None = None,
     keep_eos: bool = False,
 ) -> list[list[int]]:
     """New token ids per row of a left-padded batch, each ending before its first end-of-sequence token (or with
     it, with ``keep_eos``, as RL rollouts want them).
 
-    ``temperature=0`` is greedy; otherwise row ``i`` samples with a generator seeded ``seeds[i]``.
+    ``temperature=0`` is greedy; otherwise row ``i`` samples with a generator seeded ``seeds[i]`` from the
+    distribution at ``temperature`` restricted to the ``top_k`` most likely tokens, then to the ``top_p`` nucleus
+    (the order transformers applies them in).
     """
     batch = input_ids.shape[0]
     device = input_ids.device
@@ -68,7 +90,7 @@ def decode(
         if generators is None:
             token = scores.argmax(dim=-1)
         else:
-            probs = torch.softmax(filter_top_p(scores / temperature, top_p), dim=-1)
+            probs = torch.softmax(filter_top_p(filter_top_k(scores / temperature, top_k), top_p), dim=-1)
             token = torch.cat([torch.multinomial(probs[i], 1, generator=generators[i]) for i in range(batch)])
         token = torch.where(finished, torch.full_like(token, pad_token_id), token)
         for i in torch.nonzero(~finished).flatten().tolist():
@@ -120,6 +142,7 @@ def generate_texts(
     top_p: float,
     seeds: Sequence[int],
     batch_size: int,
+    top_k: int | None = None,
     progress: bool = False,
     desc: str = "generating",
 ) -> list[str]:
@@ -139,6 +162,6 @@ def generate_texts(
         input_ids, attention_mask = left_pad(ids, pad)
         tokens = decode(make_step(rows), input_ids.to(device), attention_mask.to(device), max_new_tokens=max_new_tokens,
                         eos_token_ids=eos_token_ids, pad_token_id=pad, temperature=temperature, top_p=top_p,
-                        seeds=seeds[rows])
+                        top_k=top_k, seeds=seeds[rows])
         outputs.extend(t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True))
     return outputs

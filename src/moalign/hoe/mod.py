@@ -56,11 +56,11 @@ def mod_step(model: HoEModel, preferences: np.ndarray) -> Step:
 @torch.no_grad()
 def mod_generate(model: HoEModel, prompts: Sequence[Any], preference: Preferences | None = None, *,
                  tokenizer: Any = None, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16, progress: bool = False,
+                 top_k: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16, progress: bool = False,
                  desc: str = "MOD") -> list[str]:
     """:meth:`HoEModel.generate`'s contract, decoded with MOD instead of HoE's routing."""
     prompts = list(prompts)
     preferences = model.preference_matrix(preference, len(prompts))
     return model.decode_prompts(lambda rows: mod_step(model, preferences[rows]), prompts, tokenizer=tokenizer,
-                                max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
                                 seeds=seeds, batch_size=batch_size, progress=progress, desc=desc)

@@ -20,7 +20,7 @@ from torch import nn
 
 from moalign.hoe.config import WEIGHTS_NAME, AnchorConfig, ExpertConfig, HoEConfig, HoEError
 from moalign.hoe.experts import Expert, linear_modules, linear_weight
-from moalign.hoe.generation import eos_ids, generate_texts, model_step
+from moalign.hoe.generation import default_top_k, eos_ids, generate_texts, model_step
 from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, RouterExpert, mixing, route_block
 from moalign.hoe.routing import nearest_experts, route_preference, route_preferences
 from moalign.preference import normalize_preference
@@ -197,14 +197,15 @@ class HoEModel(nn.Module):
     @torch.no_grad()
     def generate(self, prompts: Sequence[str | list[dict[str, str]]], preference: Preferences | None = None, *,
                  tokenizer: Any = None, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
+                 top_k: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
                  expert_weights: torch.Tensor | np.ndarray | None = None, progress: bool = False,
                  desc: str = "generating") -> list[str]:
         """One response per prompt, each at its own preference (one for all, or one per prompt), or with
         ``expert_weights`` given directly.
 
         Sampling is per row with its own generator (``seeds[i]``, default ``seed + i``), so an answer depends only
-        on its prompt, preference and seed; greedy when ``temperature`` is 0.
+        on its prompt, preference and seed; greedy when ``temperature`` is 0. ``top_k`` defaults to the base
+        model's generation config, as in transformers' ``generate``.
         """
         prompts = list(prompts)
         preferences = self.preference_matrix(preference, len(prompts))
@@ -216,11 +217,11 @@ class HoEModel(nn.Module):
             return model_step(self, mixing_weights=weights)
 
         return self.decode_prompts(make_step, prompts, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_p=top_p, seed=seed, seeds=seeds, batch_size=batch_size,
-                                   progress=progress, desc=desc)
+                                   temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, seeds=seeds,
+                                   batch_size=batch_size, progress=progress, desc=desc)
 
     def decode_prompts(self, make_step, prompts: list, *, tokenizer: Any, seed: int, seeds: Sequence[int] | None,
-                       **settings: Any) -> list[str]:
+                       top_k: int | None = None, **settings: Any) -> list[str]:
         """:func:`~moalign.hoe.generation.generate_texts` with this model's tokenizer, device and stop tokens."""
         tokenizer = tokenizer or self.tokenizer
         if tokenizer is None:
@@ -229,7 +230,8 @@ class HoEModel(nn.Module):
         if len(seeds) != len(prompts):
             raise HoEError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         return generate_texts(make_step, tokenizer, prompts, device=next(self.base.parameters()).device,
-                              eos_token_ids=eos_ids(self.base, tokenizer), seeds=seeds, **settings)
+                              eos_token_ids=eos_ids(self.base, tokenizer), seeds=seeds,
+                              top_k=default_top_k(self.base) if top_k is None else top_k, **settings)
 
     # ----------------------------------------------------------------- saving
     def state_tensors(self) -> dict[str, torch.Tensor]:

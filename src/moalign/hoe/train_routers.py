@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from moalign.config import ConfigError
-from moalign.hoe.generation import decode, eos_ids, model_step
+from moalign.hoe.generation import decode, default_top_k, eos_ids, model_step
 from moalign.hoe.model import HoEModel
 from moalign.objectives import build_rewards
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
@@ -109,7 +109,8 @@ class HoEEngine:
             seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(len(chunk))]
             responses.extend(decode(model_step(model), input_ids.to(device), attention_mask.to(device),
                                     max_new_tokens=max_new_tokens, eos_token_ids=self.eos, pad_token_id=self.pad,
-                                    temperature=temperature, top_p=top_p, seeds=seeds, keep_eos=True))
+                                    temperature=temperature, top_p=top_p, top_k=default_top_k(model.hoe.base),
+                                    seeds=seeds, keep_eos=True))
         return responses
 
     def sync_weights(self, model: nn.Module) -> None:
