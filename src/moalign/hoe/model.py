@@ -60,7 +60,7 @@ class HoEModel(nn.Module):
             base.set_submodule(module, layer)
             self.mixture_layers[module] = layer
         self.routers = nn.ModuleDict()
-        hidden = getattr(base.config, "hidden_size", None) or base.config.n_embd
+        hidden = base.config.get_text_config().hidden_size
         for index, anchor in enumerate(config.anchors):
             if anchor.has_router:
                 self.routers[str(index)] = self._new_router(hidden, anchor)
@@ -138,7 +138,7 @@ class HoEModel(nn.Module):
             self._anchor_points = np.vstack([self._anchor_points, point])
             self._fixed_mix = torch.cat([self._fixed_mix, torch.zeros(1, len(self.config.experts))])
         self._fixed_mix[index] = 0.0
-        hidden = getattr(self.base.config, "hidden_size", None) or self.base.config.n_embd
+        hidden = self.base.config.get_text_config().hidden_size
         self.routers[str(index)] = self._new_router(hidden, anchor)
         return index
 
