@@ -47,6 +47,8 @@ class HoEConfig:
 
     Attributes:
         base_model: the base model's name or path (portable name when saved).
+        base_model_local: the local copy it was built on, used when this machine still has it (the default
+            model's portable name is a Hub id, which an offline machine cannot fetch).
         objectives: objective names, in preference order.
         experts: the LoRA experts, in the order of the stacked factors.
         anchors: the preference-routing points.
@@ -60,6 +62,7 @@ class HoEConfig:
     anchors: list[AnchorConfig]
     n_nearest: int | None = None
     blocks: str | None = None
+    base_model_local: str | None = None
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

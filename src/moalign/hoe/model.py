@@ -85,6 +85,10 @@ class HoEModel(nn.Module):
                 raise HoEError(f"expert {expert.name!r} has a preference over {len(expert.preference)} objectives, "
                                f"the model has {len(objectives)} {objectives}")
         cls._check_fits(base, experts, base_model)
+        from moalign.models import portable_model_name, resolve_model_path
+
+        name = base_model or getattr(base.config, "_name_or_path", "")
+        local = Path(resolve_model_path(name)) if name else None
         modules = sorted({m for e in experts for m in e.factors})
         factors = {}
         for module in modules:
@@ -92,7 +96,8 @@ class HoEModel(nn.Module):
             empty = (weight.new_zeros((0, weight.shape[1])), weight.new_zeros((weight.shape[0], 0)))
             factors[module] = [e.factors.get(module, empty) for e in experts]
         config = HoEConfig(
-            base_model=base_model or getattr(base.config, "_name_or_path", ""),
+            base_model=portable_model_name(name),
+            base_model_local=str(local.resolve()) if local is not None and local.exists() else None,
             objectives=objectives,
             experts=[ExpertConfig(e.name, [float(x) for x in normalize_preference(e.preference, objectives)],
                                   e.ranks()) for e in experts],
@@ -262,7 +267,8 @@ class HoEModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, base: nn.Module | str | None = None, dtype: str = "auto",
                         device: str | None = None) -> HoEModel:
-        """Load a saved HoE model onto ``base`` (a model, a name or path; default: the one the manifest names)."""
+        """Load a saved HoE model onto ``base`` (a model, a name or path; default: the manifest's local copy when
+        this machine has it, else its name)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -274,9 +280,11 @@ class HoEModel(nn.Module):
             tensors = load_file(str(directory / WEIGHTS_NAME))
         except (SafetensorError, FileNotFoundError, OSError) as error:
             raise HoEError(f"{directory / WEIGHTS_NAME}: cannot be read ({error})") from None
-        base_model = base if isinstance(base, nn.Module) else load_model(base or config.base_model, dtype=dtype, device=device)
+        recorded = config.base_model_local if config.base_model_local and Path(config.base_model_local).exists() \
+            else config.base_model
+        base_model = base if isinstance(base, nn.Module) else load_model(base or recorded, dtype=dtype, device=device)
         has_tokenizer = (directory / "tokenizer_config.json").exists()
-        tokenizer = load_tokenizer(directory if has_tokenizer else (base if isinstance(base, str) else config.base_model))
+        tokenizer = load_tokenizer(directory if has_tokenizer else (base if isinstance(base, str) else recorded))
         modules = sorted({k.rsplit(".", 1)[0] for k in tensors if not k.startswith("routers.")})
         experts = []
         for index, info in enumerate(config.experts):
