@@ -39,8 +39,8 @@ class RouterTrainingConfig(MultiObjectiveRLConfig):
         calibration_prompts: prompts used to calibrate z*.
         omd_step_size: η of the mirror-descent step over objective weights.
 
-    Defaults follow RiC's multi-reward PPO recipe where HoE gives none, except the learning rate: only a few
-    thousand router weights train, so it is larger than a LoRA's.
+    HoE gives no PPO settings: the KL coefficient is RiC's (0.2, the recipe HoE's set-ups come from); the learning
+    rate is larger than a LoRA's because only a few thousand router weights train; the rest are the RL defaults.
     """
 
     hoe: str = ""
