@@ -64,3 +64,15 @@ def test_router_config_errors(hoe_dir, tmp_path):
         RouterTrainingConfig(rewards=OBJECTIVES, task="bundled")
     with pytest.raises(ConfigError, match="do not match"):
         HoERouterTrainer(router_config(hoe_dir, tmp_path / "x", rewards=["informative", "concise"]))
+
+
+def test_train_routers_on_the_command_line(hoe_dir, tmp_path):
+    from helpers import moalign
+
+    out = moalign("hoe", "train-routers", "--hoe", hoe_dir, "--rewards", ",".join(OBJECTIVES), "--task", "bundled",
+                  "--max_steps", "2", "--eval_prompts", "8", "--per_device_batch_size", "4", "--max_new_tokens", "8",
+                  "--calibration_prompts", "4", "--anchor", "0.3,0.7", "--output_dir", tmp_path / "cli")
+    assert out.returncode == 0, out.stderr
+    trained = HoEModel.from_pretrained(tmp_path / "cli" / "final")
+    assert trained.config.anchors[-1].has_router and trained.config.anchors[-1].preference == pytest.approx([0.3, 0.7])
+    assert '"tchebycheff"' in out.stdout
