@@ -3,7 +3,7 @@
     python benchmarks/bench_hoe.py [--model smollm2] [--batch 8] [--tokens 32] [--rank 16] [--rounds 3] [--threads 2]
 
 Every row decodes the same batch of bundled prompts greedily for exactly ``--tokens`` new tokens (no early stop)
-with the same loop (``moalign.hoe.generation.decode``, KV cache), so only the model's forward differs:
+with the same loop (``moalign.models.decoding.decode``, KV cache), so only the model's forward differs:
 
 * ``base``: the base model;
 * ``merged_lora``: the base with one rank-``r`` LoRA merged into its weights (the reference, 1.0);
@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moalign.hoe import HoEModel, expert_from_adapter, merged_expert  # noqa: E402
-from moalign.hoe.generation import decode, model_step  # noqa: E402
+from moalign.models.decoding import decode, model_step  # noqa: E402
 from moalign.hoe.mod import mod_step  # noqa: E402
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, render_prompt  # noqa: E402
 from moalign.models.generation import left_pad  # noqa: E402

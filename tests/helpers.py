@@ -61,3 +61,24 @@ def make_reward_model(tiny_model_path, path, objectives=("helpful", "harmless"),
     AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
     load_tokenizer(tiny_model_path).save_pretrained(path)
     return path
+
+
+def train_rl_experts(tiny_model_path, root, objectives, *, steps):
+    """One LoRA expert per objective, trained here by RL (MORLHF, one-hot preference) on the bundled task, as
+    HoE experts in objective order."""
+    import numpy as np
+
+    from moalign.hoe import expert_from_adapter
+    from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
+
+    experts = []
+    for k, objective in enumerate(objectives):
+        one_hot = list(np.eye(len(objectives))[k])
+        cfg = MultiObjectiveRLConfig(model=str(tiny_model_path), task="bundled", output_dir=str(root / objective),
+                                     per_device_batch_size=8, max_new_tokens=24, eval_prompts=8, use_lora=True,
+                                     lora_r=8, lora_alpha=16, kl_coef=0.01, learning_rate=1e-2,
+                                     rewards=list(objectives), rule="morlhf", preference=one_hot, max_steps=steps,
+                                     eval_before=False)
+        MultiObjectiveRLTrainer(cfg).train()
+        experts.append(expert_from_adapter(objective, one_hot, root / objective / "final"))
+    return experts

@@ -4,11 +4,11 @@ monotonically (within noise) over a seeded sample set: HoE built from two expert
 import numpy as np
 import pytest
 
-from moalign.hoe import HoEModel, expert_from_adapter
+from helpers import train_rl_experts
+from moalign.hoe import HoEModel
 from moalign.models import load_model, load_tokenizer
 from moalign.objectives import get_scorer
 from moalign.tasks import bundled_prompts
-from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
 
 OBJECTIVES = ["concise", "informative"]
 
@@ -16,14 +16,7 @@ OBJECTIVES = ["concise", "informative"]
 @pytest.fixture(scope="module")
 def hoe(tiny_model_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    experts = []
-    for k, objective in enumerate(OBJECTIVES):
-        cfg = MultiObjectiveRLConfig(model=str(tiny_model_path), task="bundled", output_dir=str(root / objective),
-                                     per_device_batch_size=8, max_new_tokens=24, eval_prompts=8, use_lora=True,
-                                     lora_r=8, lora_alpha=16, kl_coef=0.01, learning_rate=1e-2, rewards=OBJECTIVES,
-                                     rule="morlhf", preference=list(np.eye(2)[k]), max_steps=100, eval_before=False)
-        MultiObjectiveRLTrainer(cfg).train()
-        experts.append(expert_from_adapter(objective, np.eye(2)[k], root / objective / "final"))
+    experts = train_rl_experts(tiny_model_path, root, OBJECTIVES, steps=100)
     return HoEModel.from_experts(load_model(tiny_model_path), experts, OBJECTIVES, tokenizer=load_tokenizer(tiny_model_path))
 
 

@@ -3,15 +3,14 @@ bundled task, starting from experts trained here by RL; only the router changes,
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from moalign.config import ConfigError
-from moalign.hoe import HoEModel, expert_from_adapter
+from helpers import train_rl_experts
+from moalign.hoe import HoEModel
 from moalign.hoe.train_routers import HoERouterTrainer, RouterTrainingConfig
 from moalign.models import load_model, load_tokenizer
-from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
 
 OBJECTIVES = ["informative", "readable"]
 
@@ -19,14 +18,7 @@ OBJECTIVES = ["informative", "readable"]
 @pytest.fixture(scope="module")
 def hoe_dir(tiny_model_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("routers")
-    experts = []
-    for k, objective in enumerate(OBJECTIVES):
-        cfg = MultiObjectiveRLConfig(model=str(tiny_model_path), task="bundled", output_dir=str(root / objective),
-                                     per_device_batch_size=8, max_new_tokens=24, eval_prompts=8, use_lora=True,
-                                     lora_r=8, lora_alpha=16, kl_coef=0.01, learning_rate=1e-2, rewards=OBJECTIVES,
-                                     rule="morlhf", preference=list(np.eye(2)[k]), max_steps=60, eval_before=False)
-        MultiObjectiveRLTrainer(cfg).train()
-        experts.append(expert_from_adapter(objective, np.eye(2)[k], root / objective / "final"))
+    experts = train_rl_experts(tiny_model_path, root, OBJECTIVES, steps=60)
     hoe = HoEModel.from_experts(load_model(tiny_model_path), experts, OBJECTIVES, base_model=str(tiny_model_path),
                                 tokenizer=load_tokenizer(tiny_model_path))
     hoe.save_pretrained(root / "hoe")

@@ -54,3 +54,20 @@ def test_generation_leaves_the_tokenizer_alone_and_batches_answer_as_single_prom
     batched = generate_responses(model, tokenizer, prompts, max_new_tokens=6, batch_size=3)
     assert tokenizer.padding_side == "right"  # shared tokenizers are never changed
     assert batched == [generate_responses(model, tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
+
+
+def test_greedy_decoding_equals_transformers_generate(tiny_model_path):
+    """moalign's decoding loop against transformers' own ``generate`` on a left-padded batch (an independent
+    implementation), and sampling per row: a prompt's sampled answer does not depend on its batch."""
+    from moalign.models.generation import left_pad, render_prompt
+
+    model, tokenizer = load_model(tiny_model_path), load_tokenizer(tiny_model_path)
+    prompts = ["hello cat", "the dog runs far away from the big red house today", "why"]
+    ids, mask = left_pad([tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts],
+                         tokenizer.pad_token_id)
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
+    expected = [t.strip() for t in tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
+    assert generate_responses(model, tokenizer, prompts, max_new_tokens=10, batch_size=3) == expected
+    sampled = generate_responses(model, tokenizer, prompts, max_new_tokens=10, temperature=1.0, seed=7, batch_size=3)
+    assert generate_responses(model, tokenizer, prompts[1:2], max_new_tokens=10, temperature=1.0, seed=8) == sampled[1:2]

@@ -5,7 +5,7 @@ Laid out like a PEFT tuner: :mod:`~moalign.hoe.config` (the manifest), :mod:`~mo
 mixed-preference LoRA layer and routers), :mod:`~moalign.hoe.model` (:class:`HoEModel`), with the pieces it is
 built from: :mod:`~moalign.hoe.experts` (task-SVD, experts from adapters or fine-tuned models),
 :mod:`~moalign.hoe.merge` (TIES and task arithmetic), :mod:`~moalign.hoe.routing` (parameter-free preference
-routing) and :mod:`~moalign.hoe.generation` (per-row seeded decoding). Around them: :mod:`~moalign.hoe.build`
+routing); decoding is :mod:`moalign.models.decoding` (per-row seeded, shared with all generation). Around them: :mod:`~moalign.hoe.build`
 (``moalign hoe build``), :mod:`~moalign.hoe.mod` (the MOD baseline) and :mod:`~moalign.hoe.train_routers`
 (router experts by PPO on smooth Tchebycheff).
 """

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from moalign.hoe.config import HoEError
-from moalign.hoe.generation import Step
+from moalign.models.decoding import Step
 from moalign.hoe.model import HoEModel, Preferences
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from moalign.hoe.config import WEIGHTS_NAME, AnchorConfig, ExpertConfig, HoEConfig, HoEError
 from moalign.hoe.experts import Expert, linear_modules, linear_weight
-from moalign.hoe.generation import default_top_k, eos_ids, generate_texts, model_step
+from moalign.models.decoding import default_top_k, eos_ids, generate_texts, model_step
 from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, RouterExpert, mixing, route_block
 from moalign.hoe.routing import nearest_experts, route_preference, route_preferences
 from moalign.preference import normalize_preference
@@ -227,7 +227,7 @@ class HoEModel(nn.Module):
 
     def decode_prompts(self, make_step, prompts: list, *, tokenizer: Any, seed: int, seeds: Sequence[int] | None,
                        top_k: int | None = None, **settings: Any) -> list[str]:
-        """:func:`~moalign.hoe.generation.generate_texts` with this model's tokenizer, device and stop tokens."""
+        """:func:`~moalign.models.decoding.generate_texts` with this model's tokenizer, device and stop tokens."""
         tokenizer = tokenizer or self.tokenizer
         if tokenizer is None:
             raise HoEError("no tokenizer: pass tokenizer= or load the model with one")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from moalign.config import ConfigError
-from moalign.hoe.generation import decode, default_top_k, eos_ids, model_step
+from moalign.models.decoding import decode, default_top_k, eos_ids, model_step
 from moalign.hoe.model import HoEModel
 from moalign.objectives import build_rewards
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer

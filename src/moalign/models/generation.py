@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 
 def render_prompt(tokenizer: Any, prompt: str | list[dict[str, str]]) -> str:
@@ -57,28 +56,17 @@ def generate_responses(
 ) -> list[str]:
     """Generate one response per prompt; ``temperature=0`` is greedy. Same seed, same outputs.
 
-    Batches are left-padded by hand, so the caller's tokenizer is never changed. Greedy decoding draws no
-    random numbers; sampling seeds from ``seed`` and the batch index inside ``torch.random.fork_rng``, so
-    results do not depend on what ran before and the global random state is unchanged afterwards (HF
-    ``generate`` samples from the global generator, so two threads sampling at once would still share it
-    during the call; a per-call generator needs moalign's own sampling loop, which HoE's batched
-    mixed-preference generation will bring).
+    Decoding is :mod:`moalign.models.decoding`'s loop: batches are left-padded by hand (the caller's tokenizer is
+    never changed), prompt ``i`` samples with its own generator seeded ``seed + i`` (top_k as the model's
+    generation config, like transformers' ``generate``), so an answer does not depend on the batch it is in,
+    and the global random state is never used.
     """
+    from moalign.models.decoding import default_top_k, eos_ids, generate_texts, model_step
+
     model.eval()
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs: list[str] = []
-    starts = range(0, len(prompts), batch_size)
-    for b, start in enumerate(tqdm(starts, desc=desc, disable=not progress, leave=False)):
-        texts = [render_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
-        input_ids, attention_mask = left_pad([tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts], pad)
-        sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed * 1_000_003 + b)
-            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
-        new_tokens = out[:, input_ids.shape[1]:]
-        outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    return outputs
+    prompts = list(prompts)
+    return generate_texts(lambda rows: model_step(model), tokenizer, prompts, device=next(model.parameters()).device,
+                          eos_token_ids=eos_ids(model, tokenizer), max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_p=top_p, top_k=default_top_k(model),
+                          seeds=[seed + i for i in range(len(prompts))], batch_size=batch_size, progress=progress,
+                          desc=desc)

@@ -2,8 +2,9 @@
 
 HF ``generate`` samples from the global random generator, which concurrent callers would share; here every row
 owns a generator seeded from its request's seed, so a row's tokens depend only on its prompt, preference and seed,
-not on what else is in the batch or running in other threads. The next-token distribution comes from a
-``step`` function, so HoE (one pass) and MOD (K passes) share the loop.
+not on what else is in the batch or running in other threads, and the global random state is never touched. The
+next-token distribution comes from a ``step`` function, so a plain or PEFT model (``generate_responses``), HoE
+(one pass) and MOD (K passes) share the loop.
 """
 
 from __future__ import annotations
