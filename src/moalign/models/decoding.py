@@ -38,15 +38,31 @@ def default_top_k(model: torch.nn.Module) -> int:
     return TRANSFORMERS_DEFAULT_TOP_K if value is None else int(value)
 
 
-def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Logits with everything outside the smallest set of tokens holding ``top_p`` of the mass set to -inf."""
-    if top_p >= 1.0:
+def filter_top_p(logits: torch.Tensor, top_p: float | torch.Tensor) -> torch.Tensor:
+    """Logits with everything outside the smallest set of tokens holding ``top_p`` of the mass set to -inf
+    (``top_p`` one value, or one per row as a ``(B, 1)`` tensor; rows at 1 or more are unchanged)."""
+    top_p = torch.as_tensor(top_p, dtype=torch.float32, device=logits.device)
+    if bool((top_p >= 1.0).all()):
         return logits
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
     probs = torch.softmax(sorted_logits, dim=-1)
-    drop = torch.cumsum(probs, dim=-1) - probs > top_p
+    drop = (torch.cumsum(probs, dim=-1) - probs > top_p) & (top_p < 1.0)
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
     return torch.empty_like(logits).scatter(-1, order, sorted_logits)
+
+
+TokenHook = Callable[[int, list[int]], bool]
+"""``hook(row, tokens) -> stop``: called after each new token of a row with that row's tokens so far; returning
+True ends the row there (stop strings, a cancelled request). Streaming servers read the tokens as they come."""
+
+
+def _per_row(value: Any, batch: int, name: str) -> list:
+    if isinstance(value, (int, float)):
+        return [value] * batch
+    values = list(value)
+    if len(values) != batch:
+        raise ValueError(f"{len(values)} values of {name} for {batch} rows")
+    return values
 
 
 @torch.no_grad()
@@ -55,54 +71,66 @@ def decode(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     *,
-    max_new_tokens: int,
+    max_new_tokens: int | Sequence[int],
     eos_token_ids: Sequence[int],
     pad_token_id: int,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    temperature: float | Sequence[float] = 0.0,
+    top_p: float | Sequence[float] = 1.0,
     top_k: int | None = None,
     seeds: Sequence[int] | None = None,
     keep_eos: bool = False,
+    on_token: TokenHook | None = None,
 ) -> list[list[int]]:
     """New token ids per row of a left-padded batch, each ending before its first end-of-sequence token (or with
-    it, with ``keep_eos``, as RL rollouts want them).
+    it, with ``keep_eos``, as RL rollouts want them), after its ``max_new_tokens``, or where ``on_token`` says.
 
-    ``temperature=0`` is greedy; otherwise row ``i`` samples with a generator seeded ``seeds[i]`` from the
-    distribution at ``temperature`` restricted to the ``top_k`` most likely tokens, then to the ``top_p`` nucleus
-    (the order transformers applies them in).
+    ``temperature``, ``top_p`` and ``max_new_tokens`` are one value for all rows or one per row (a server batches
+    requests with different settings). A row at temperature 0 is greedy; otherwise row ``i`` samples with a
+    generator seeded ``seeds[i]`` from the distribution at its temperature restricted to the ``top_k`` most likely
+    tokens, then to its ``top_p`` nucleus (the order transformers applies them in). A row's tokens depend only on
+    its own prompt and settings, never on the other rows' settings.
     """
     batch = input_ids.shape[0]
     device = input_ids.device
-    generators = None
-    if temperature > 0:
-        seeds = list(seeds) if seeds is not None else [0] * batch
-        if len(seeds) != batch:
-            raise ValueError(f"{len(seeds)} seeds for {batch} rows")
-        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    temperatures = [float(t) for t in _per_row(temperature, batch, "temperature")]
+    nuclei = _per_row(top_p, batch, "top_p")
+    budgets = [int(n) for n in _per_row(max_new_tokens, batch, "max_new_tokens")]
+    sampled = [i for i in range(batch) if temperatures[i] > 0]
+    seeds = list(seeds) if seeds is not None else [0] * batch
+    if len(seeds) != batch:
+        raise ValueError(f"{len(seeds)} seeds for {batch} rows")
+    generators = {i: torch.Generator(device=device).manual_seed(int(seeds[i])) for i in sampled}
+    if sampled:
+        sampled_rows = torch.tensor(sampled, device=device)
+        sampled_temperature = torch.tensor([temperatures[i] for i in sampled], device=device)[:, None]
+        sampled_top_p = torch.tensor([float(nuclei[i]) for i in sampled], device=device)[:, None]
     eos = set(eos_token_ids)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
     new_ids, cache = input_ids, None
     step_positions = positions
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    finished = torch.tensor([b <= 0 for b in budgets], dtype=torch.bool, device=device)
     out: list[list[int]] = [[] for _ in range(batch)]
-    for _ in range(max_new_tokens):
+    for _ in range(max(budgets, default=0)):
+        if bool(finished.all()):
+            break
         scores, cache = step(new_ids, attention_mask, step_positions, cache)
         scores = scores.float()
-        if generators is None:
-            token = scores.argmax(dim=-1)
-        else:
-            probs = torch.softmax(filter_top_p(filter_top_k(scores / temperature, top_k), top_p), dim=-1)
-            token = torch.cat([torch.multinomial(probs[i], 1, generator=generators[i]) for i in range(batch)])
+        token = scores.argmax(dim=-1)
+        if sampled:
+            logits = scores.index_select(0, sampled_rows) / sampled_temperature
+            probs = torch.softmax(filter_top_p(filter_top_k(logits, top_k), sampled_top_p), dim=-1)
+            for j, i in enumerate(sampled):
+                token[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
         token = torch.where(finished, torch.full_like(token, pad_token_id), token)
         for i in torch.nonzero(~finished).flatten().tolist():
             if int(token[i]) in eos:
                 finished[i] = True
-                if keep_eos:
-                    out[i].append(int(token[i]))
-            else:
-                out[i].append(int(token[i]))
-        if bool(finished.all()):
-            break
+                if not keep_eos:
+                    continue
+            out[i].append(int(token[i]))
+            stop = on_token is not None and bool(on_token(i, out[i]))
+            if stop or len(out[i]) >= budgets[i]:
+                finished[i] = True
         new_ids = token[:, None]
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=-1)
         step_positions = step_positions[:, -1:] + 1
