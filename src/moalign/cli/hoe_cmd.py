@@ -64,17 +64,28 @@ def parse_preference(text: str | None):
         raise PreferenceError(f"cannot read preference {text!r}; use w,w,... or name=w,...") from None
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from moalign.eval.methods import recorded_base_model, resolve_model_dir
+def parse_experts(text: str) -> list[tuple[str, Path]]:
+    """``"helpful=DIR,harmless=DIR"`` → ``[(objective, model folder), ...]`` (a training output's ``final/``)."""
+    from moalign.eval.methods import resolve_model_dir
     from moalign.hoe import HoEError
-    from moalign.hoe.build import build_hoe
 
     experts = []
-    for part in (p.strip() for p in args.experts.split(",") if p.strip()):
+    for part in (p.strip() for p in text.split(",") if p.strip()):
         name, sep, path = part.partition("=")
         if not sep or not name or not path:
             raise HoEError(f"bad expert {part!r}; use OBJECTIVE=DIR")
         experts.append((name, resolve_model_dir(path)))
+    if not experts:
+        raise HoEError("no experts given; use OBJECTIVE=DIR,...")
+    return experts
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from moalign.eval.methods import recorded_base_model
+    from moalign.hoe import HoEError
+    from moalign.hoe.build import build_hoe
+
+    experts = parse_experts(args.experts)
     base = args.model or recorded_base_model(experts[0][1])
     if base is None:
         raise HoEError("cannot tell the base model from the experts; pass --model")

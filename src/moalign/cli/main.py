@@ -1,5 +1,5 @@
 """The ``moalign`` command: ``demo``, ``data check``, ``models prepare``, ``train dpo|rm|rl``, ``hoe ...``,
-``eval front|winrate``."""
+``eval front|winrate``, ``serve``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from moalign import __version__
-from moalign.cli import data_cmd, demo_cmd, eval_cmd, hoe_cmd, models_cmd, train_cmd
+from moalign.cli import data_cmd, demo_cmd, eval_cmd, hoe_cmd, models_cmd, serve_cmd, train_cmd
 from moalign.errors import MoalignError
 
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error, user errors included")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo_cmd, data_cmd, models_cmd, train_cmd, hoe_cmd, eval_cmd):
+    for module in (demo_cmd, data_cmd, models_cmd, train_cmd, hoe_cmd, eval_cmd, serve_cmd):
         module.register(commands)
     return parser
 
