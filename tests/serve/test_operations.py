@@ -1,0 +1,168 @@
+"""Running the server: API keys, a full queue (429), timeouts, a bounded load test, graceful shutdown, and the
+other things it serves (a rewarded soup of experts, a plain model)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from moalign.hoe import HoEModel
+from moalign.models import generate_responses, load_model, load_tokenizer
+from moalign.models.decoding import decode, model_step
+from moalign.models.generation import left_pad
+from server_process import Server
+
+MESSAGES = [{"role": "user", "content": "Tell me about the river and the dog."}]
+LONG_PROMPT = "the dog"
+
+
+def chat(url: str, **body) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json={"model": "hoe", "messages": MESSAGES, **body}, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def long_prompt_tokens(hoe_dir) -> int:
+    """How many tokens the tiny HoE model writes for LONG_PROMPT before stopping, up to 1000 (it loops: 1000)."""
+    model = HoEModel.from_pretrained(hoe_dir)
+    tok = model.tokenizer
+    ids, mask = left_pad([tok(LONG_PROMPT, add_special_tokens=False)["input_ids"]], tok.pad_token_id)
+    step = model_step(model, mixing_weights=model.mixing_weights(np.array([[0.5, 0.5]]), batch=1))
+    return len(decode(step, ids, mask, max_new_tokens=1000, eos_token_ids=[tok.eos_token_id],
+                      pad_token_id=tok.pad_token_id)[0])
+
+
+def test_the_api_key_is_enforced_when_set(hoe_dir, tmp_path):
+    server = Server([hoe_dir, "--api-key-env", "MOALIGN_TEST_KEY"], env={"MOALIGN_TEST_KEY": "s3cret"},
+                    log=tmp_path / "log")
+    try:
+        assert chat(server.url, max_tokens=4).status_code == 401
+        wrong = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": "Bearer nope"},
+                           json={"model": "hoe", "messages": MESSAGES})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.get(server.url + "/v1/models").status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0).models.list()
+        good = openai.OpenAI(base_url=server.url + "/v1", api_key="s3cret", max_retries=0)
+        assert good.chat.completions.create(model="hoe", messages=MESSAGES, max_tokens=4).choices[0].message
+        assert httpx.get(server.url + "/health").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_missing_key_variable_is_refused_at_start(hoe_dir):
+    from helpers import moalign
+
+    out = moalign("serve", hoe_dir, "--api-key-env", "MOALIGN_NO_SUCH_VARIABLE")
+    assert out.returncode == 2 and "MOALIGN_NO_SUCH_VARIABLE" in out.stderr
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_timeouts_answer_504(hoe_dir, tmp_path, long_prompt_tokens):
+    assert long_prompt_tokens == 1000, "the test needs a prompt the tiny model does not stop on"
+    server = Server([hoe_dir, "--max-queue", "2", "--max-batch-size", "1", "--batch-window-ms", "0",
+                     "--timeout", "1.0"], log=tmp_path / "log")
+    try:
+        def ask(results: list, tokens: int) -> None:
+            results.append(httpx.post(server.url + "/v1/completions", timeout=60, json={
+                "model": "hoe", "prompt": LONG_PROMPT, "max_tokens": tokens, "temperature": 0}))
+
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=ask, args=(results, 40)) for _ in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in results)
+        assert set(codes) <= {200, 429, 504} and 429 in codes and 200 in codes, codes
+        rejected = next(r for r in results if r.status_code == 429)
+        assert rejected.headers["retry-after"] == "1" and rejected.json()["error"]["type"] == "rate_limit_error"
+
+        slow = []
+        ask(slow, 1000)  # 1000 tokens take the tiny model about 3 s on one thread
+        assert slow[0].status_code == 504 and "timed out" in slow[0].json()["error"]["message"]
+        ok = []
+        ask(ok, 4)
+        assert ok[0].status_code == 200
+        assert server.metrics()['moalign_errors_total{code="429"}'] >= 1
+    finally:
+        server.stop()
+
+
+def test_load_of_200_concurrent_requests_with_random_preferences(server, capsys):
+    """Bounded: 200 requests at once on loopback, each with its own random preference; all answered."""
+    rng = random.Random(0)
+    bodies = [{"model": "tiny-hoe", "messages": [{"role": "user", "content": f"question {i}: why?"}],
+               "max_tokens": 8, "temperature": 0.7, "seed": i,
+               "preference": [w := rng.random(), 1 - w]} for i in range(200)]
+
+    async def run() -> list[int]:
+        limits = httpx.Limits(max_connections=250, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as client:
+            responses = await asyncio.gather(*(client.post("/v1/chat/completions", json=b) for b in bodies))
+        return [r.status_code for r in responses]
+
+    started = time.monotonic()
+    codes = asyncio.run(asyncio.wait_for(run(), timeout=300))
+    elapsed = time.monotonic() - started
+    assert codes.count(200) == 200, sorted(set(codes))
+    metrics = server.metrics()
+    with capsys.disabled():
+        print(f"\nload test: 200 concurrent requests in {elapsed:.1f} s, largest batch "
+              f"{metrics['moalign_batch_size_max']:.0f}, server peak RSS {server.peak_rss_mib():.0f} MiB")
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(hoe_dir, tmp_path, long_prompt_tokens):
+    server = Server([hoe_dir], log=tmp_path / "log")
+    results: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: results.append(httpx.post(server.url + "/v1/completions", timeout=120,
+                              json={"model": "hoe", "prompt": LONG_PROMPT, "max_tokens": 300, "temperature": 0})))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while server.metrics()["moalign_requests_in_flight"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    refused = chat(server.url, max_tokens=4)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+    thread.join(120)
+    assert results[0].status_code == 200 and results[0].json()["usage"]["completion_tokens"] == 300
+    assert server.process.wait(60) == 0
+
+
+def test_a_rewarded_soup_of_experts_at_a_vertex_answers_like_that_expert(hoe_dir, tiny_model_path, tmp_path):
+    from peft import PeftModel
+
+    experts = {name: hoe_dir.parent / f"expert_{name}" for name in ("helpful", "harmless")}
+    server = Server(["--experts", ",".join(f"{n}={p}" for n, p in experts.items()), "--model", tiny_model_path,
+                     "--name", "soup"], log=tmp_path / "log")
+    try:
+        reply = httpx.post(server.url + "/v1/chat/completions", timeout=60, json={
+            "model": "soup", "messages": MESSAGES, "max_tokens": 12, "temperature": 0, "preference": [0, 1]}).json()
+        expert = PeftModel.from_pretrained(load_model(tiny_model_path), str(experts["harmless"])).eval()
+        alone = generate_responses(expert, load_tokenizer(tiny_model_path), [MESSAGES], max_new_tokens=12)[0]
+        assert reply["choices"][0]["message"]["content"] == alone
+    finally:
+        server.stop()
+
+
+def test_a_plain_model_is_served_without_preferences(tiny_model_path, tmp_path):
+    server = Server([tiny_model_path, "--name", "base"], log=tmp_path / "log")
+    try:
+        body = {"model": "base", "messages": MESSAGES, "max_tokens": 10, "temperature": 0}
+        reply = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60).json()
+        expected = generate_responses(load_model(tiny_model_path), load_tokenizer(tiny_model_path), [MESSAGES],
+                                      max_new_tokens=10)[0]
+        assert reply["choices"][0]["message"]["content"] == expected and reply["preference"] is None
+        refused = httpx.post(server.url + "/v1/chat/completions", json={**body, "preference": [1.0]}, timeout=60)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "preference"
+        assert httpx.get(server.url + "/v1/models").json()["data"][0]["objectives"] == []
+    finally:
+        server.stop()
