@@ -30,12 +30,12 @@ def chat(url: str, **body) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def long_prompt_tokens(hoe_dir) -> int:
-    """How many tokens the tiny HoE model writes for LONG_PROMPT before stopping, up to 1000 (it loops: 1000)."""
+    """How many tokens the tiny HoE model writes for LONG_PROMPT before stopping, up to 500 (it loops: 500)."""
     model = HoEModel.from_pretrained(hoe_dir)
     tok = model.tokenizer
     ids, mask = left_pad([tok(LONG_PROMPT, add_special_tokens=False)["input_ids"]], tok.pad_token_id)
     step = model_step(model, mixing_weights=model.mixing_weights(np.array([[0.5, 0.5]]), batch=1))
-    return len(decode(step, ids, mask, max_new_tokens=1000, eos_token_ids=[tok.eos_token_id],
+    return len(decode(step, ids, mask, max_new_tokens=500, eos_token_ids=[tok.eos_token_id],
                       pad_token_id=tok.pad_token_id)[0])
 
 
@@ -65,9 +65,9 @@ def test_a_missing_key_variable_is_refused_at_start(hoe_dir):
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_timeouts_answer_504(hoe_dir, tmp_path, long_prompt_tokens):
-    assert long_prompt_tokens == 1000, "the test needs a prompt the tiny model does not stop on"
+    assert long_prompt_tokens == 500, "the test needs a prompt the tiny model does not stop on"
     server = Server([hoe_dir, "--max-queue", "2", "--max-batch-size", "1", "--batch-window-ms", "0",
-                     "--timeout", "1.0"], log=tmp_path / "log")
+                     "--timeout", "0.5"], log=tmp_path / "log")
     try:
         def ask(results: list, tokens: int) -> None:
             results.append(httpx.post(server.url + "/v1/completions", timeout=60, json={
@@ -85,7 +85,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_timeouts_answer_504(hoe_d
         assert rejected.headers["retry-after"] == "1" and rejected.json()["error"]["type"] == "rate_limit_error"
 
         slow = []
-        ask(slow, 1000)  # 1000 tokens take the tiny model about 3 s on one thread
+        ask(slow, 500)  # 500 tokens take the tiny model well over a second on one thread
         assert slow[0].status_code == 504 and "timed out" in slow[0].json()["error"]["message"]
         ok = []
         ask(ok, 4)

@@ -156,6 +156,10 @@ BAD_REQUESTS = [
     ("/v1/completions", {"model": MODEL, "prompt": 7}, 400, "prompt"),
     ("/v1/completions", {"model": MODEL, "prompt": []}, 400, "prompt"),
     ("/v1/completions", {"model": MODEL, "prompt": "x", "echo": True}, 400, "echo"),
+    ("/v1/completions", {"model": MODEL, "prompt": ["x"] * 17}, 400, "prompt"),
+    ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 1000}, 400, "max_tokens"),  # 512 positions
+    ("/v1/completions", {"model": MODEL, "prompt": "x" * (5 * 2**20)}, 413, None),
+    ("/v1/completions", b'{"model": "tiny-hoe", "prompt": "x", "temperature": NaN}', 400, "temperature"),
 ]
 
 

@@ -58,6 +58,7 @@ class ServeConfig:
         max_tokens_limit: largest ``max_tokens`` a request may ask for.
         default_max_tokens: ``max_tokens`` of a request that names none.
         shutdown_timeout_s: how long a shutdown waits for in-flight requests.
+        max_body_bytes: largest request body read.
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +72,7 @@ class ServeConfig:
     max_tokens_limit: int = 1024
     default_max_tokens: int = 256
     shutdown_timeout_s: float = 30.0
+    max_body_bytes: int = 4 * 2**20
 
     def api_key(self) -> str | None:
         if not self.api_key_env:
@@ -175,7 +177,12 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
     async def _parse(request: Request, model_type):
         from pydantic import ValidationError
 
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise APIError(413, f"the body has {declared} bytes; this server takes at most {config.max_body_bytes}")
         raw = await request.body()
+        if len(raw) > config.max_body_bytes:
+            raise APIError(413, f"the body has {len(raw)} bytes; this server takes at most {config.max_body_bytes}")
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -200,17 +207,24 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
             preference = served.preference(body.preference)
         except PreferenceError as error:
             raise APIError(400, str(error), param="preference") from None
+        if len(prompts) > config.max_batch_size:
+            raise APIError(400, f"{len(prompts)} prompts in one request; this server takes at most "
+                           f"{config.max_batch_size}", param="prompt")
         for index, ids in enumerate(prompts):
             if len(ids) > config.max_prompt_tokens:
                 param = "messages" if chat else ("prompt" if len(prompts) == 1 else f"prompt[{index}]")
                 raise APIError(400, f"the prompt has {len(ids)} tokens; this server takes at most "
                                f"{config.max_prompt_tokens}", param=param, code="context_length_exceeded")
         max_tokens = body.requested_max_tokens() or config.default_max_tokens
+        tokens_param = "max_completion_tokens" if chat and body.max_completion_tokens else "max_tokens"
         if max_tokens > config.max_tokens_limit:
             raise APIError(400, f"max_tokens is {max_tokens}; this server allows at most {config.max_tokens_limit}",
-                           param="max_completion_tokens" if chat and body.max_completion_tokens else "max_tokens")
-        if math.isnan(float(body.temperature)) or math.isnan(float(body.top_p)):
-            raise APIError(400, "temperature and top_p must be numbers", param="temperature")
+                           param=tokens_param)
+        context = served.context_length
+        if context is not None and max(len(ids) for ids in prompts) + max_tokens > context:
+            raise APIError(400, f"the prompt ({max(len(ids) for ids in prompts)} tokens) and max_tokens ({max_tokens}) "
+                           f"exceed the model's {context} positions", param=tokens_param,
+                           code="context_length_exceeded")
         seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()

@@ -68,15 +68,11 @@ def visible_text(text: str, stop: list[str], strip: bool, final: bool) -> tuple[
     stopped = bool(cuts)
     if stopped:
         text = text[:min(cuts)]
-    if strip:
-        text = text.lstrip()
-    if stopped or final:
-        return (text.rstrip() if strip else text), stopped
-    if text.endswith("\ufffd"):  # an unfinished multi-byte character
-        text = text.rstrip("\ufffd")
-    hold = max((n for s in stop for n in range(len(s) - 1, 0, -1) if text.endswith(s[:n])), default=0)
-    text = text[:len(text) - hold]
-    return (text.rstrip() if strip else text), False
+    elif not final:
+        text = text.rstrip("\ufffd")  # an unfinished multi-byte character
+        hold = max((n for s in stop for n in range(len(s) - 1, 0, -1) if text.endswith(s[:n])), default=0)
+        text = text[:len(text) - hold]
+    return (text.strip() if strip else text), stopped
 
 
 class Batcher:

@@ -63,8 +63,15 @@ class ServedModel:
         return default_top_k(self._causal_lm)
 
     @property
+    def context_length(self) -> int | None:
+        """Most positions the model takes (prompt and answer together), when its config says."""
+        config = self._causal_lm.config.get_text_config()
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    @property
     def _causal_lm(self) -> torch.nn.Module:
-        return getattr(self.model, "base", self.model)
+        model = getattr(self.model, "base", self.model)  # a HoE model's base
+        return model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's
 
     def preference(self, value: Sequence[float] | Mapping[str, float] | None) -> np.ndarray | None:
         """A request's preference as weights over the objectives (None: the default); raises PreferenceError."""
