@@ -240,14 +240,14 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
                 job.cancelled.set()
             raise APIError(429, f"the server is busy ({config.max_queue} requests queued); retry shortly",
                            kind="rate_limit_error", code="queue_full", headers={"Retry-After": "1"}) from None
-        state.metrics.in_flight += 1
         rid = completion_id("chatcmpl" if chat else "cmpl")
         shown_preference = preference.tolist() if preference is not None else None
         prompt_tokens = sum(len(p) for p in prompts)
-        if body.stream:
+        if body.stream:  # counted in flight from its first byte (a client gone before then never starts it)
             stream = _stream(jobs, events, deadline, rid, chat, body.include_usage, prompt_tokens, endpoint)
             return StreamingResponse(stream, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        state.metrics.in_flight += 1
         try:
             answers = await _collect(jobs, events, deadline)
         finally:
@@ -279,6 +279,7 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
     async def _stream(jobs: list[Job], events: asyncio.Queue, deadline: float, rid: str, chat: bool,
                       include_usage: bool, prompt_tokens: int, endpoint: str) -> AsyncIterator[str]:
         created, status, completion_tokens = int(time.time()), 200, 0
+        state.metrics.in_flight += 1
         try:
             if chat:
                 for index in range(len(jobs)):
