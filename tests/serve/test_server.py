@@ -151,6 +151,8 @@ BAD_REQUESTS = [
     ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stop": ["a", ""]}, 400, "stop[1]"),
     ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "n": 2}, 400, "n"),
     ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stream": "yes"}, 400, "stream"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "stream_options": {"include_usage": "x"}}, 400,
+     "stream_options.include_usage"),
     ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "word " * 5000}]}, 400,
      "messages"),
     ("/v1/completions", {"model": MODEL, "prompt": 7}, 400, "prompt"),
@@ -184,3 +186,10 @@ def test_the_openai_client_reports_a_bad_preference_as_a_bad_request(client):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_body={"preference": [1, -1]})
     assert caught.value.body["param"] == "preference"
+
+
+def test_streamed_usage_when_asked(client):
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=6, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    assert all(c.usage is None for c in chunks[:-1])

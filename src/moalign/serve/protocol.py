@@ -110,8 +110,8 @@ def error_param(location: tuple[Any, ...]) -> str | None:
             text += f"[{part}]"
         elif not text:
             text = str(part)
-        elif str(part).startswith(("function-", "constrained-", "json-", "list[", "dict[", "literal[", "str",
-                                   "int", "float", "bool")):
+        elif str(part) in {"str", "int", "float", "bool"} or "[" in str(part) or str(part).startswith(
+                ("function-", "constrained-", "json-")):
             continue  # pydantic's union-member labels, not fields
         else:
             text += f".{part}"
