@@ -64,3 +64,15 @@ def test_the_token_hook_sees_every_token_and_ends_its_row(tiny_model_path):
     cut = decode(model_step(model), ids, mask, on_token=hook, **common)
     assert cut == [full[0][:4], full[1]]
     assert [tokens for row, tokens in seen if row == 1] == [full[1][:n] for n in range(1, 11)]
+
+
+def test_chat_prompts_without_a_chat_template_render_as_reward_models_read_them(tiny_model_path):
+    from moalign.models.generation import render_conversation
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    tokenizer.chat_template = None  # a fresh copy: shared tokenizers are never changed
+    turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello cat"}]
+    rendered = render_prompt(tokenizer, turns)
+    assert rendered == "system: Be brief.\nuser: hello cat\nassistant: "
+    assert render_conversation(tokenizer, turns, "meow") == rendered + "meow"
+    assert render_prompt(tokenizer, "hello cat") == "hello cat"

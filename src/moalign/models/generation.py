@@ -10,10 +10,11 @@ import torch
 
 def render_prompt(tokenizer: Any, prompt: str | list[dict[str, str]]) -> str:
     """The text the model sees: chat prompts (and plain prompts, when the tokenizer has a chat template)
-    are rendered as one user turn with the assistant turn opened."""
+    are rendered with the assistant turn opened; without a template, chat turns are written as
+    :func:`render_conversation` writes them."""
+    if not getattr(tokenizer, "chat_template", None):
+        return prompt if isinstance(prompt, str) else render_conversation(tokenizer, prompt, "")
     if isinstance(prompt, str):
-        if not getattr(tokenizer, "chat_template", None):
-            return prompt
         prompt = [{"role": "user", "content": prompt}]
     return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
 

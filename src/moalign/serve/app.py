@@ -230,8 +230,8 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
         events: asyncio.Queue = asyncio.Queue()
         deadline = time.monotonic() + config.request_timeout_s
         jobs = [Job(prompt_ids=ids, preference=preference, max_tokens=max_tokens, temperature=float(body.temperature),
-                    top_p=float(body.top_p), seed=seed + index, stop=body.stop or [], strip=chat, deadline=deadline,
-                    emit=async_emitter(loop, events, index)) for index, ids in enumerate(prompts)]
+                    top_p=float(body.top_p), seed=seed + index, stop=body.stop or [], strip=chat, stream=body.stream,
+                    deadline=deadline, emit=async_emitter(loop, events, index)) for index, ids in enumerate(prompts)]
         try:
             for job in jobs:
                 state.batcher.submit(job)

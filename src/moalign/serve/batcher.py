@@ -43,6 +43,7 @@ class Job:
     seed: int
     stop: list[str]
     strip: bool
+    stream: bool
     deadline: float
     emit: Callable[[tuple], None]
     """Receives ``("delta", text)`` as the answer grows, then ``("done", text, finish_reason, tokens)`` or
@@ -52,7 +53,7 @@ class Job:
 
     def send_visible(self, text: str) -> None:
         """Stream the part of ``text`` not yet sent (text already sent is never taken back)."""
-        if len(text) > len(self.emitted) and text.startswith(self.emitted):
+        if self.stream and len(text) > len(self.emitted) and text.startswith(self.emitted):
             self.emit(("delta", text[len(self.emitted):]))
             self.emitted = text
 
@@ -149,6 +150,8 @@ class Batcher:
             job = jobs[row]
             if job.expired(time.monotonic()):
                 return True
+            if not job.stream and not job.stop:
+                return False  # nothing to watch for until the answer is complete
             text, stopped = visible_text(tokenizer.decode(tokens, skip_special_tokens=True), job.stop, job.strip,
                                          final=False)
             job.send_visible(text)

@@ -89,12 +89,8 @@ class ServedModel:
         return model_step(self.model, mixing_weights=weights)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """Token ids of a conversation rendered with the chat template, the assistant turn opened."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        else:
-            text = render_prompt(self.tokenizer, messages)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids of a conversation rendered as the library renders it (chat template, assistant turn opened)."""
+        return self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
 
     def encode_text(self, prompt: str) -> list[int]:
         """Token ids of a raw completion prompt (no template)."""
@@ -131,9 +127,9 @@ def load_served_model(
         tokenizer = model.tokenizer
         label = name or "soup-" + "-".join(o for o, _ in experts)
     else:
-        path = Path(source)
-        if (path / "final").is_dir() and not (path / "config.json").exists():
-            path = path / "final"  # a training output folder
+        from moalign.eval.methods import resolve_model_dir
+
+        path = resolve_model_dir(source) if Path(source).exists() else Path(source)  # else a Hub name
         label = name or path.resolve().name
         if (path / "hoe_config.json").exists():
             model = HoEModel.from_pretrained(path, base=base_model, dtype=dtype, device=device)
@@ -144,12 +140,9 @@ def load_served_model(
             base = base_model or _adapter_base(path)
             model = PeftModel.from_pretrained(load_model(base, dtype=dtype, device=device), str(path))
             tokenizer = load_tokenizer(path if (path / "tokenizer_config.json").exists() else base)
-        elif (path / "config.json").exists() or not path.exists():
-            model = load_model(base_model or str(source), dtype=dtype, device=device)  # a local model or a Hub name
-            tokenizer = load_tokenizer(base_model or str(source))
         else:
-            raise ServeError(f"{path}: neither a HoE model (hoe_config.json), a PEFT adapter (adapter_config.json) "
-                             "nor a model (config.json)")
+            model = load_model(str(path), dtype=dtype, device=device)
+            tokenizer = load_tokenizer(str(path))
     model.eval()
     objectives = list(model.objectives) if isinstance(model, HoEModel) else []
     return ServedModel(label, model, tokenizer, objectives, _read_front(front, source, objectives))
