@@ -108,7 +108,6 @@ class Batcher:
 
     # ------------------------------------------------------------------ worker thread
     def _run(self) -> None:
-        torch.set_grad_enabled(False)
         while not self._stop.is_set():
             try:
                 first = self._queue.get(timeout=0.1)
