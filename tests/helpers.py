@@ -78,7 +78,7 @@ def train_rl_experts(tiny_model_path, root, objectives, *, steps):
                                      per_device_batch_size=8, max_new_tokens=24, eval_prompts=8, use_lora=True,
                                      lora_r=8, lora_alpha=16, kl_coef=0.01, learning_rate=1e-2,
                                      rewards=list(objectives), rule="morlhf", preference=one_hot, max_steps=steps,
-                                     eval_before=False)
+                                     eval_before=False, top_k=50)  # as tests/train/test_rl_trainer.py says why
         MultiObjectiveRLTrainer(cfg).train()
         experts.append(expert_from_adapter(objective, one_hot, root / objective / "final"))
     return experts

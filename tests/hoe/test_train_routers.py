@@ -28,7 +28,7 @@ def hoe_dir(tiny_model_path, tmp_path_factory):
 def router_config(hoe_dir, out, **overrides):
     values = dict(hoe=str(hoe_dir), rewards=OBJECTIVES, task="bundled", output_dir=str(out), per_device_batch_size=8,
                   max_new_tokens=24, eval_prompts=64, learning_rate=3e-2, max_steps=40, eval_steps=10, logging_steps=1,
-                  kl_coef=0.01)
+                  kl_coef=0.01, top_k=50)  # the tiny model's 50 likeliest tokens: see tests/train/test_rl_trainer.py
     return RouterTrainingConfig(**{**values, **overrides})
 
 

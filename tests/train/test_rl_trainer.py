@@ -17,8 +17,11 @@ from moalign.train.rollout import GenerateEngine, Rollout, response_forward
 
 
 def config(tiny_model_path, tmp_path, **overrides):
+    # The tiny random model's whole distribution is close to uniform over 49k tokens; sampling from its 50 most
+    # likely tokens gives a 60-step run something to learn.
     base = dict(model=str(tiny_model_path), task="bundled", output_dir=str(tmp_path / "rl"), per_device_batch_size=8,
-                max_new_tokens=24, eval_prompts=32, use_lora=False, kl_coef=0.01, learning_rate=3e-3, logging_steps=1)
+                max_new_tokens=24, eval_prompts=32, use_lora=False, kl_coef=0.01, learning_rate=3e-3, logging_steps=1,
+                top_k=50)
     return MultiObjectiveRLConfig(**{**base, **overrides})
 
 
@@ -120,9 +123,9 @@ def test_rollout_log_probs_do_not_depend_on_padding_and_sampling_leaves_the_glob
     prompts = [tokenizer("hello there my friend")["input_ids"], tokenizer("hi")["input_ids"]]
     state = torch.get_rng_state()
     engine = GenerateEngine(tokenizer)
-    responses = engine.generate(model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=3)
+    responses = engine.generate(model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, top_k=0, seed=3)
     assert torch.equal(torch.get_rng_state(), state)
-    assert responses == engine.generate(model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=3)
+    assert responses == engine.generate(model, prompts, max_new_tokens=6, temperature=1.0, top_p=1.0, top_k=0, seed=3)
     together = Rollout.build(prompts, responses, tokenizer.pad_token_id)
     with torch.no_grad():
         batched, _ = response_forward(model, together)
@@ -130,6 +133,31 @@ def test_rollout_log_probs_do_not_depend_on_padding_and_sampling_leaves_the_glob
             alone, _ = response_forward(model, Rollout.build([prompts[i]], [responses[i]], tokenizer.pad_token_id))
             n = len(responses[i])
             torch.testing.assert_close(batched[i, :n], alone[0, :n], rtol=1e-4, atol=1e-5)
+
+
+def test_sampling_ignores_the_models_generation_config_and_log_probs_follow_the_temperature(tiny_model_path):
+    """The rollout samples from the policy the PPO ratio describes: top_k comes from the RL config (0: the whole
+    distribution), never from the model's generation config, and the log-probs are those of logits / temperature."""
+    model, tokenizer = load_model(tiny_model_path).eval(), load_tokenizer(tiny_model_path)
+    model.generation_config.top_k = 1  # would make every sample the greedy answer
+    prompts = [tokenizer("hello there my friend")["input_ids"]] * 4
+    engine = GenerateEngine(tokenizer)
+    greedy = engine.generate(model, prompts[:1], max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, seed=0)[0]
+    sampled = engine.generate(model, prompts, max_new_tokens=8, temperature=1.5, top_p=1.0, top_k=0, seed=0)
+    assert any(r != greedy for r in sampled)
+    top_1 = engine.generate(model, prompts, max_new_tokens=8, temperature=1.5, top_p=1.0, top_k=1, seed=0)
+    assert all(r == greedy for r in top_1)
+
+    rollout = Rollout.build(prompts[:2], sampled[:2], tokenizer.pad_token_id)
+    with torch.no_grad():
+        got, _ = response_forward(model, rollout, temperature=1.5)
+        logits = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
+                       position_ids=rollout.position_ids).logits.double()
+    start = rollout.prompt_width - 1
+    targets = rollout.input_ids[:, start + 1:]
+    expected = torch.log_softmax(logits[:, start:-1] / 1.5, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    mask = rollout.response_mask.bool()
+    torch.testing.assert_close(got[mask].double(), expected[mask], rtol=1e-4, atol=1e-5)
 
 
 def test_skipping_the_rollout_log_prob_pass_computes_the_same_update(tiny_model_path, tmp_path):

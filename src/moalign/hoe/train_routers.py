@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from moalign.config import ConfigError
-from moalign.models.decoding import decode, default_top_k, eos_ids, model_step
+from moalign.models.decoding import decode, eos_ids, model_step
 from moalign.hoe.model import HoEModel
 from moalign.objectives import build_rewards
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
@@ -98,7 +98,7 @@ class HoEEngine:
 
     @torch.no_grad()
     def generate(self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 temperature: float, top_p: float, seed: int) -> list[list[int]]:
+                 temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
         from moalign.models.generation import left_pad
 
         device = next(model.parameters()).device
@@ -109,7 +109,7 @@ class HoEEngine:
             seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(len(chunk))]
             responses.extend(decode(model_step(model), input_ids.to(device), attention_mask.to(device),
                                     max_new_tokens=max_new_tokens, eos_token_ids=self.eos, pad_token_id=self.pad,
-                                    temperature=temperature, top_p=top_p, top_k=default_top_k(model.hoe.base),
+                                    temperature=temperature, top_p=top_p, top_k=top_k,
                                     seeds=seeds, keep_eos=True))
         return responses
 

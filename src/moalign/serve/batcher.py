@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from moalign.models.decoding import decode
 from moalign.models.generation import left_pad

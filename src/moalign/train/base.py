@@ -262,4 +262,7 @@ class TrainerBase:
                 write_json_atomic(adapter_config, {**recorded, "base_model_name_or_path": base})
             write_json_atomic(final / "moalign_training.json",
                               {**summary, "base_model": base, "base_model_local": resolve_model_path(self.config.model)})
+        # Every process returns once the folder is written and every collective is done, so the process group
+        # that end_training destroys next has no work in flight (a gloo group torn down mid-send aborts).
+        self.accelerator.wait_for_everyone()
         return final

@@ -36,7 +36,10 @@ class MultiObjectiveRLConfig(TrainingConfig):
         whiten_rewards: whiten each objective's reward with its running mean and variance before use.
 
     Rollouts:
-        max_new_tokens, temperature, top_p: sampling; num_generations: samples per prompt.
+        max_new_tokens, temperature, top_p, top_k: sampling; num_generations: samples per prompt. ``top_k`` 0
+            (TRL's default) samples from the whole distribution at ``temperature``, the one the log-probs of the
+            PPO ratio and the KL describe (they divide the logits by ``temperature`` too); a model's own
+            generation config (transformers' default top_k is 50) is never used.
 
     Advantages and the KL penalty:
         advantage: ``gae`` (a value head per objective on the policy's final hidden state, detached, so the
@@ -79,6 +82,7 @@ class MultiObjectiveRLConfig(TrainingConfig):
     max_new_tokens: int = 48
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0
     num_generations: int = 1
 
     advantage: str = "gae"
@@ -167,8 +171,8 @@ class MultiObjectiveRLConfig(TrainingConfig):
             raise ConfigError(f"target_kl must be positive (or unset for a fixed coefficient), got {self.target_kl}")
         if not 0 < self.cliprange < 1 or self.cliprange_value <= 0:
             raise ConfigError("cliprange must be in (0, 1) and cliprange_value positive")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError("temperature must be 0 (greedy) or more and top_p in (0, 1]")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ConfigError("temperature must be 0 (greedy) or more, top_p in (0, 1] and top_k 0 (off) or more")
         if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ConfigError("gamma and lam must be in [0, 1]")
         if self.preference is not None and len(self.preference) != len(self.rewards):

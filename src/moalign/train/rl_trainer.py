@@ -144,7 +144,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
         prompt_ids = [self.encode(p) for p in prompts]
         policy = self.policy().eval()
         responses = self.engine.generate(policy, prompt_ids, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                                         top_p=c.top_p, seed=seed)
+                                         top_p=c.top_p, top_k=c.top_k, seed=seed)
         texts = [t.strip() for t in self.tokenizer.batch_decode(responses, skip_special_tokens=True)]
         return prompt_ids, [r if r else [self.tokenizer.eos_token_id] for r in responses], texts
 
@@ -164,10 +164,10 @@ class MultiObjectiveRLTrainer(TrainerBase):
     @torch.no_grad()
     def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
         if self.frozen_reference is not None:
-            return response_forward(self.frozen_reference, rollout)[0]
+            return response_forward(self.frozen_reference, rollout, temperature=self.config.temperature)[0]
         policy = self.policy()
         with policy.disable_adapter():
-            return response_forward(policy, rollout)[0]
+            return response_forward(policy, rollout, temperature=self.config.temperature)[0]
 
     @torch.no_grad()
     def make_experience(self, step: int) -> dict[str, Any]:
@@ -182,7 +182,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
         old_logprobs = hidden = None
         if not self.rollout_policy_is_current:
             with self.accelerator.autocast():
-                old_logprobs, hidden = response_forward(self.policy().eval(), rollout, hidden=c.advantage == "gae")
+                old_logprobs, hidden = response_forward(self.policy().eval(), rollout, temperature=c.temperature,
+                                                         hidden=c.advantage == "gae")
             old_logprobs = old_logprobs.float()
         reference = self.reference_logprobs(rollout).float()
         scores = self.score(prompts, texts, step)
@@ -253,7 +254,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
         rollout, old, advantages = micro["rollout"], micro["old_logprobs"], micro["advantages"]
         mask = rollout.response_mask
         with self.accelerator.autocast():
-            logprobs, _ = response_forward(model, rollout)
+            logprobs, _ = response_forward(model, rollout, temperature=self.config.temperature)
         logprobs = logprobs.float()
         if old is None:  # the rollout policy is the current one (one update per rollout, no separate pass)
             old = logprobs.detach()

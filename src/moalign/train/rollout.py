@@ -5,7 +5,7 @@ Generation sits behind :class:`RolloutEngine`, a two-method interface, so the de
 replaced by a faster one on GPUs. A vLLM engine, for instance, would hold an ``vllm.LLM`` of the same base
 model, load the policy's current weights in ``sync_weights`` (for LoRA, save the adapter and pass a
 ``LoRARequest``), and return ``[output.token_ids for output in llm.generate(prompt_token_ids=...,
-sampling_params=SamplingParams(n=1, temperature=..., top_p=..., max_tokens=..., seed=...))]``. moalign does not
+sampling_params=SamplingParams(n=1, temperature=..., top_p=..., top_k=..., max_tokens=..., seed=...))]``. moalign does not
 require vLLM; everything after generation (log-probs, rewards, advantages) is the same whatever the engine.
 
 Layout: a rollout of N samples is ``[left-padded prompt (P) | right-padded response (T)]`` with explicit
@@ -29,9 +29,9 @@ class RolloutEngine(Protocol):
     """What the RL trainer needs from a generator."""
 
     def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 temperature: float, top_p: float, seed: int) -> list[list[int]]:
+                 temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
         """One sampled response per prompt, as token ids (ending with eos when the model stopped); the same
-        seed gives the same responses."""
+        seed gives the same responses. ``top_k`` 0 means no top-k filtering."""
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Called after each optimizer step: an engine with its own copy of the weights refreshes it here."""
@@ -50,9 +50,9 @@ class GenerateEngine:
 
     @torch.no_grad()
     def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 temperature: float, top_p: float, seed: int) -> list[list[int]]:
+                 temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
         device = next(model.parameters()).device
-        sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
+        sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if temperature > 0
                     else {"do_sample": False})
         responses: list[list[int]] = []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -118,15 +118,18 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
-def response_forward(model: torch.nn.Module, rollout: Rollout, *, hidden: bool = False
+def response_forward(model: torch.nn.Module, rollout: Rollout, *, temperature: float = 1.0, hidden: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(logprobs, hidden)`` of the response tokens, ``(N, T)`` and ``(N, T, H)``: the log-probability of each
-    response token and the final hidden state at the position that predicted it (what value heads read)."""
+    response token under the model sampled at ``temperature`` (logits divided by it; 0, greedy, leaves them) and the
+    final hidden state at the position that predicted it (what value heads read)."""
     start = rollout.prompt_width - 1
     keep = {"logits_to_keep": rollout.input_ids.shape[1] - start} if accepts_logits_to_keep(model) else {}
     out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
                 position_ids=rollout.position_ids, output_hidden_states=hidden, **keep)
     logits = out.logits[:, -(rollout.input_ids.shape[1] - start):]  # the prompt's logits are never needed
+    if temperature > 0 and temperature != 1:
+        logits = logits / temperature
     logprobs = token_logprobs(logits, rollout.input_ids[:, start:])
     states = out.hidden_states[-1][:, start:-1] if hidden else None
     return logprobs, states
