@@ -2,9 +2,11 @@
 
     .venv/bin/pip install trl==1.16.0   # the anchor; not a moalign dependency
     python benchmarks/bench_rl.py [--steps 8] [--rounds 2] [--prompts 4 --generations 4 --tokens 32] [--threads 2]
+                                  [--mixed-precision no|bf16]
 
 Every configuration trains a LoRA adapter (r 8, all linear layers) on the same freshly built Llama (26M
-parameters by default), fp32, on the same bundled prompts, with K = 3 rewards (concise, readable, warm: the
+parameters by default) at the same precision (``--mixed-precision``: TRL's configs default to bf16 autocast,
+moalign's to none, so both are set explicitly), on the same bundled prompts, with K = 3 rewards (concise, readable, warm: the
 built-in scorers, given to TRL as reward functions with ``reward_weights``), the same group size and
 generation length, a KL penalty to the reference (adapters disabled) on both sides:
 
@@ -59,7 +61,8 @@ def time_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage:
         **kl, model=model_dir, task="bundled", rewards=list(OBJECTIVES), rule=rule, advantage=advantage,
         num_generations=args.generations, per_device_batch_size=args.prompts, max_new_tokens=args.tokens,
         max_steps=args.steps, eval_prompts=0, eval_before=False, logging_steps=0, kl_coef=0.01, learning_rate=1e-4,
-        output_dir=out, overwrite_output_dir=True, lora_r=8, lora_alpha=16)
+        output_dir=out, overwrite_output_dir=True, lora_r=8, lora_alpha=16, mixed_precision=args.mixed_precision,
+        seed=0, max_prompts=args.prompts * (args.steps + 2))  # TRL's prompts: bundled_prompts(n, seed=0)
     trainer = MultiObjectiveRLTrainer(config)
     phases: dict[str, float] = defaultdict(float)
     trainer.engine.generate = timed(phases, "generation", trainer.engine.generate)
@@ -113,7 +116,7 @@ def time_trl(model_dir: str, args: argparse.Namespace, out: str) -> list[float]:
                         num_generations=args.generations, max_completion_length=args.tokens, max_steps=args.steps,
                         reward_weights=[1.0] * len(OBJECTIVES), beta=0.01, learning_rate=1e-4, logging_steps=1000,
                         save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(), seed=0,
-                        disable_tqdm=True)
+                        disable_tqdm=True, bf16=args.mixed_precision == "bf16")
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=config,
                           reward_funcs=[reward_function(s) for s in scorers], train_dataset=dataset,
                           processing_class=AutoTokenizer.from_pretrained(model_dir),
@@ -134,12 +137,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", help="a causal LM folder instead of the built Llama")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast on both sides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or str(build_tiny_model(f"{tmp}/llama", hidden_size=args.hidden, num_layers=args.layers))
         print(f"model {model_dir}, {args.prompts} prompts x {args.generations} samples x {args.tokens} tokens, "
-              f"K = {len(OBJECTIVES)}, {args.threads} threads, {args.steps} steps per run")
+              f"K = {len(OBJECTIVES)}, {args.threads} threads, {args.steps} steps per run, mixed precision {args.mixed_precision}")
         print("| round | configuration | median step (s) | ratio to TRL | generation | rewards | rollout passes | update | pama solve |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in range(args.rounds):
