@@ -116,6 +116,40 @@ def test_save_and_load_round_trip_with_a_router(hoe, tmp_path):
     assert loaded.generate(PROMPTS, max_new_tokens=6) == hoe.generate(PROMPTS, max_new_tokens=6)
 
 
+def test_layer_weights_are_made_once_per_block_layout_and_never_go_stale():
+    """Every layer of a block reads one per-rank copy of the block's weights; a block's routed weights replace
+    its copy, and the fixed copy serves every block."""
+    from moalign.hoe.layer import MixingWeights
+
+    weights = MixingWeights(torch.tensor([[0.2, 0.8]]))
+    owner, layout = torch.tensor([0, 0, 1]), (2, 1)
+    fixed = weights.per_rank(0, owner, layout, torch.float32)
+    torch.testing.assert_close(fixed, torch.tensor([[[0.2, 0.2, 0.8]]]))
+    assert weights.per_rank(3, owner, layout, torch.float32) is fixed
+    torch.testing.assert_close(weights.per_rank(0, torch.tensor([0, 1, 1]), (1, 2), torch.float32),
+                               torch.tensor([[[0.2, 0.8, 0.8]]]))
+    for routed in (torch.tensor([[[0.5, 0.5], [1.0, 0.0]]]), torch.tensor([[[0.0, 1.0], [0.3, 0.7]]])):
+        weights.set_routed(0, routed)
+        torch.testing.assert_close(weights.per_rank(0, owner, layout, torch.float32),
+                                   routed.index_select(-1, owner))
+    assert weights.per_rank(1, owner, layout, torch.float32) is fixed
+
+
+def test_one_set_of_mixing_weights_reused_across_forwards_with_a_router_equals_fresh_ones(hoe):
+    index = hoe.add_router([0.5, 0.5, 0.0])
+    with torch.no_grad():
+        for p in hoe.routers[str(index)].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+    preferences = [[0.4, 0.6, 0.0], [0.1, 0.1, 0.8]]
+    shared = hoe.mixing_weights(preferences, batch=2)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for length in (7, 4):
+            ids = torch.randint(3, 500, (2, length), generator=generator)
+            torch.testing.assert_close(hoe(input_ids=ids, mixing_weights=shared).logits,
+                                       hoe(input_ids=ids, preference=preferences).logits)
+
+
 def test_untrained_router_weights_are_a_distribution_over_its_candidates(hoe):
     index = hoe.add_router([0.5, 0.5, 0.0], num_candidates=2)
     router = hoe.routers[str(index)]

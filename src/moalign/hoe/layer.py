@@ -32,17 +32,39 @@ class MixingWeights:
         router_weights: ``(B, R)`` preference-routing weights of the router anchors (None without routers).
         routers: the R :class:`RouterExpert` modules those columns belong to.
         per_block: block index → ``(B, T, E)`` weights including the routers' contribution, filled as blocks run.
+        fixed_per_rank: ``fixed`` spread over a layer's stacked ranks, per rank layout and dtype, made by the first
+            layer that needs it; one dict may serve every forward of a generation (same ``fixed``).
     """
 
     fixed: torch.Tensor
     router_weights: torch.Tensor | None = None
     routers: Sequence[nn.Module] = ()
     per_block: dict[int, torch.Tensor] = field(default_factory=dict)
+    fixed_per_rank: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)
+    routed_per_rank: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def for_block(self, block: int) -> torch.Tensor:
         """``(B, T, E)`` or ``(B, 1, E)`` weights for the layers of one transformer block."""
         routed = self.per_block.get(block)
         return routed if routed is not None else self.fixed[:, None, :]
+
+    def set_routed(self, block: int, weights: torch.Tensor) -> None:
+        """Block ``block``'s weights for this forward, routers included."""
+        self.per_block[block] = weights
+        for key in [k for k in self.routed_per_rank if k[0] == block]:
+            del self.routed_per_rank[key]
+
+    def per_rank(self, block: int, expert_of_rank: torch.Tensor, layout: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`for_block` with each expert's weight repeated over its ranks (``layout``: the rank of each
+        expert; ``expert_of_rank``: the expert of each stacked rank), made once per block and layout rather
+        than once per layer, since every layer of a transformer block shares them."""
+        routed = block in self.per_block
+        cache = self.routed_per_rank if routed else self.fixed_per_rank
+        key = (block if routed else None, layout, dtype, expert_of_rank.device)
+        weights = cache.get(key)
+        if weights is None:
+            weights = cache[key] = self.for_block(block).to(dtype).index_select(-1, expert_of_rank)
+        return weights
 
 
 _CURRENT: ContextVar[MixingWeights | None] = ContextVar("moalign_hoe_mixing", default=None)
@@ -68,7 +90,7 @@ def route_block(block: int, module: nn.Module, args: tuple, kwargs: dict) -> Non
     routed = weights.fixed[:, None, :].to(hidden.device)
     for column, router in enumerate(weights.routers):
         routed = routed + weights.router_weights[:, column, None, None] * router(block, hidden)
-    weights.per_block[block] = routed
+    weights.set_routed(block, routed)
 
 
 def current_mixing() -> MixingWeights:
@@ -100,6 +122,7 @@ class MixtureLoraLinear(nn.Module):
         self.lora_A = nn.Parameter(a.to(weight.device), requires_grad=False)
         self.lora_B = nn.Parameter(b.to(weight.device), requires_grad=False)
         self.ranks = [int(f[0].shape[0]) for f in factors]
+        self.rank_layout = tuple(self.ranks)
         owner = torch.repeat_interleave(torch.arange(len(self.ranks)), torch.tensor(self.ranks, dtype=torch.long))
         self.register_buffer("expert_of_rank", owner.to(weight.device), persistent=False)
 
@@ -117,10 +140,11 @@ class MixtureLoraLinear(nn.Module):
         out = self.base_layer(x)
         if self.lora_A.shape[0] == 0:
             return out
-        weights = current_mixing().for_block(self.block)
-        rank_weights = weights.to(x.dtype).index_select(-1, self.expert_of_rank)
+        rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
         hidden = nn.functional.linear(x, self.lora_A) * rank_weights
-        return out + nn.functional.linear(hidden, self.lora_B)
+        # out + hidden @ B^T as one matmul-accumulate (one kernel where two would be launched)
+        flat = torch.addmm(out.reshape(-1, out.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), self.lora_B.t())
+        return flat.view(out.shape)
 
 
 class RouterExpert(nn.Module):

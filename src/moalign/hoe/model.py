@@ -195,7 +195,8 @@ class HoEModel(nn.Module):
         batch = (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[0]
         if mixing_weights is None:
             mixing_weights = self.mixing_weights(preference, batch=batch, expert_weights=expert_weights)
-        fresh = MixingWeights(mixing_weights.fixed, mixing_weights.router_weights, mixing_weights.routers)
+        fresh = MixingWeights(mixing_weights.fixed, mixing_weights.router_weights, mixing_weights.routers,
+                              fixed_per_rank=mixing_weights.fixed_per_rank)
         with mixing(fresh):
             return self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
