@@ -98,11 +98,13 @@ def test_gram_rules_refuse_sharding_they_cannot_read(kind, fsdp2, message):
 
 def test_rl_runs_data_parallel_and_resumes_from_its_checkpoint_to_the_same_policy(tiny_model_path, tmp_path):
     """Two processes each sample their own prompts (rank-aware sampler, per-rank seeds); the value heads' gradients
-    are averaged so every rank keeps the same heads; a run resumed from the step-2 checkpoint ends where the
-    uninterrupted run ended."""
+    are averaged so every rank keeps the same heads, and the reward whitening's statistics cover both ranks' rewards
+    so every rank keeps the same (the checkpoint holds rank 0's); a run resumed from the step-2 checkpoint ends where
+    the uninterrupted run ended."""
     args = ["-m", "moalign", "train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards",
             "concise,readable", "--per_device_batch_size", "4", "--max_new_tokens", "8", "--eval_prompts", "4",
-            "--max_steps", "3", "--save_steps", "2", "--logging_steps", "1", "--eval_before", "false"]
+            "--max_steps", "3", "--save_steps", "2", "--logging_steps", "1", "--eval_before", "false",
+            "--whiten_rewards", "true"]
     run(two_processes(*args, "--output_dir", str(tmp_path / "full")), tmp_path)
     run(two_processes(*args, "--output_dir", str(tmp_path / "resumed"),
                       "--resume", str(tmp_path / "full" / "checkpoint-2")), tmp_path)

@@ -91,6 +91,36 @@ def test_value_loss_takes_the_larger_of_clipped_and_unclipped_by_hand():
     assert value_loss(values, old, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(0.5 * (3.24 + 0.01) / 2)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 5), st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_two_processes_whiten_their_halves_as_one_process_whitens_the_batch(rows, tokens, objectives, seed):
+    """The all-reduce is two threads exchanging their partial sums, as two processes' gloo all-reduce would."""
+    import threading
+
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(2 * rows, tokens, objectives, generator=generator, dtype=torch.float64) * 3 + 1
+    lengths = torch.randint(1, tokens + 1, (2 * rows,), generator=generator)
+    mask = (torch.arange(tokens)[None, :] < lengths[:, None]).long()
+    slots, barrier, results = [None, None], threading.Barrier(2), [None, None]
+
+    def process(rank):
+        def all_reduce_sum(tensor):
+            slots[rank] = tensor
+            barrier.wait()
+            total = slots[0] + slots[1]
+            barrier.wait()
+            return total
+        part = slice(rank * rows, (rank + 1) * rows)
+        results[rank] = masked_whiten(values[part], mask[part], sum_over_processes=all_reduce_sum)
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    torch.testing.assert_close(torch.cat(results), masked_whiten(values, mask))
+
+
 def test_whitening_is_per_objective_over_real_tokens_and_group_baseline_by_hand():
     values = torch.tensor([[[1.0, 10.0], [3.0, 30.0], [99.0, 99.0]]])
     mask = torch.tensor([[1, 1, 0]])

@@ -22,6 +22,7 @@ response tokens (a prefix of each row; padding after). Per-objective tensors car
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -76,15 +77,19 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * m).sum() / m.sum().clamp_min(1.0)
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8,
+                  sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """``values`` ``(B, T)`` or ``(B, T, K)`` shifted and scaled to mean 0, variance 1 over the masked tokens,
-    per objective (last axis) when there are several; padding stays 0."""
+    per objective (last axis) when there are several; padding stays 0. With ``sum_over_processes`` (an
+    all-reduce sum), the mean and variance are those of every process's tokens together, so N processes
+    whiten their shares of a batch exactly as one process whitens the whole batch."""
+    total = sum_over_processes or (lambda t: t)
     m = mask.to(values.dtype)
     if values.ndim == 3:
         m = m.unsqueeze(-1)
-    count = m.sum((0, 1)).clamp_min(1.0)
-    mean = (values * m).sum((0, 1)) / count
-    var = (((values - mean) * m) ** 2).sum((0, 1)) / count
+    count = total(m.sum((0, 1))).clamp_min(1.0)
+    mean = total((values * m).sum((0, 1))) / count
+    var = total((((values - mean) * m) ** 2).sum((0, 1))) / count
     return (values - mean) * torch.rsqrt(var + eps) * m
 
 

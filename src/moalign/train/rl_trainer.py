@@ -189,7 +189,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
         scores = self.score(prompts, texts, step)
         used = scores
         if self.whitening is not None:
-            self.whitening.update(scores)
+            self.whitening.update(self.gather_rows(scores))  # every process keeps the same statistics
             used = self.whitening(scores)
         in_reward = c.kl_penalty == "reward"
         kl = kl_penalty(old_logprobs, reference, c.kl_estimator) * mask if old_logprobs is not None else torch.zeros_like(mask)
@@ -213,7 +213,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
             advantages = (advantages * weights.to(advantages)).sum(-1, keepdim=True)
             self.tchebycheff.update([self.reduce_mean(torch.tensor(scores[:, k].mean())) for k in range(scores.shape[1])])
         if c.whiten_advantages:
-            advantages = masked_whiten(advantages, mask)
+            advantages = masked_whiten(advantages, mask, sum_over_processes=self.sum_over_processes)
         if c.rule == "pama" and c.pama_granularity == "batch_mean":
             positive = advantages.clamp_min(0.0)
             advantages = (positive * mask.unsqueeze(-1)).sum((0, 1)) / mask.sum().clamp_min(1)
@@ -228,6 +228,15 @@ class MultiObjectiveRLTrainer(TrainerBase):
     def reduce_mean(self, value: torch.Tensor) -> float:
         return float(self.accelerator.reduce(value.detach().reshape(1).float(), "mean")) \
             if self.accelerator.num_processes > 1 else float(value)
+
+    def sum_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(value, "sum") if self.accelerator.num_processes > 1 else value
+
+    def gather_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Every process's ``rows`` stacked in rank order (the same array on every process)."""
+        if self.accelerator.num_processes == 1:
+            return rows
+        return self.accelerator.gather(torch.as_tensor(rows, device=self.accelerator.device)).cpu().numpy()
 
     # ---- the update --------------------------------------------------------------------------------
 
