@@ -160,6 +160,19 @@ def test_sampling_ignores_the_models_generation_config_and_log_probs_follow_the_
     torch.testing.assert_close(got[mask].double(), expected[mask], rtol=1e-4, atol=1e-5)
 
 
+def test_batch_mean_granularity_gives_every_token_the_batch_mean_of_the_clipped_advantages(tiny_model_path, tmp_path):
+    experiences = {}
+    for granularity in ("token", "batch_mean"):
+        cfg = config(tiny_model_path, tmp_path / granularity, rewards=["informative", "readable"], rule="pama",
+                     pama_granularity=granularity, max_steps=1, eval_prompts=2, per_device_batch_size=4)
+        experiences[granularity] = MultiObjectiveRLTrainer(cfg).make_experience(0)
+    token, batch = experiences["token"], experiences["batch_mean"]
+    mask = token["rollout"].response_mask.float().unsqueeze(-1)
+    expected = (token["advantages"].clamp_min(0) * mask).sum((0, 1)) / mask.sum()
+    torch.testing.assert_close(batch["advantages"], expected.expand_as(batch["advantages"]) * mask)
+    assert torch.all(expected > 0)
+
+
 def test_skipping_the_rollout_log_prob_pass_computes_the_same_update(tiny_model_path, tmp_path):
     """With the KL in the loss, a group baseline and one update per rollout, the rollout policy's log-probs come
     from the update's own forward; forcing the separate pass must give the same step."""

@@ -216,7 +216,8 @@ class MultiObjectiveRLTrainer(TrainerBase):
             advantages = masked_whiten(advantages, mask, sum_over_processes=self.sum_over_processes)
         if c.rule == "pama" and c.pama_granularity == "batch_mean":
             positive = advantages.clamp_min(0.0)
-            advantages = (positive * mask.unsqueeze(-1)).sum((0, 1)) / mask.sum().clamp_min(1)
+            total = self.sum_over_processes
+            advantages = total((positive * mask.unsqueeze(-1)).sum((0, 1))) / total(mask.sum()).clamp_min(1)
             advantages = advantages.expand(*mask.shape, -1) * mask.unsqueeze(-1)
         sequence_kl = None if old_logprobs is None else self.reduce_mean(kl.sum(1).mean())
         lengths = mask.sum(1)
