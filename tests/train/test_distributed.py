@@ -6,6 +6,7 @@ goes through tests/train/fsdp_cpu_worker.py, since accelerate enables FSDP on ac
 """
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -94,6 +95,38 @@ def test_gram_rules_refuse_sharding_they_cannot_read(kind, fsdp2, message):
     # rules that need only losses (one backward of the weighted sum) or the representation Gram work anywhere
     check_distributed_geometry(get_rule("linear"), accelerator, "linear")
     check_distributed_geometry(get_rule("mgda_ub"), accelerator, "mgda_ub")
+
+
+def test_reward_model_under_fsdp2_matches_one_process_and_loads_in_transformers(tiny_model_path, tmp_path):
+    """Sharded LoRA training of the K-head reward model takes the steps one process takes with the same pairs; its
+    saved folder (rebuilt whole from the gathered shards, LoRA merged) loads with plain transformers."""
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(model=tiny_model_path, out=tmp_path / "rm"))
+    run([sys.executable, "-m", "moalign", "train", "rm", "--config", str(cfg), "--per_device_batch_size", "8",
+         "--output_dir", str(tmp_path / "one")], tmp_path)
+    run(two_processes(str(WORKER), "train", "rm", "--config", str(cfg), "--per_device_batch_size", "4",
+                      "--output_dir", str(tmp_path / "fsdp")), tmp_path, **FSDP2_ENV)
+    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
+    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    one, sharded = (load_file(str(tmp_path / d / "final" / "model.safetensors")) for d in ("one", "fsdp"))
+    assert not any("lora" in key for key in sharded)
+    assert_same_weights(sharded, one, rtol=1e-4, atol=1e-6)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "fsdp" / "final")
+    assert model.config.id2label == {0: "informative", 1: "warm"}
+
+
+def test_rl_under_fsdp_is_refused_with_a_clear_error(tiny_model_path, tmp_path):
+    import subprocess
+
+    out = subprocess.run(two_processes(str(WORKER), "train", "rl", "--model", str(tiny_model_path), "--task", "bundled",
+                                       "--rewards", "concise", "--output_dir", str(tmp_path / "rl")),
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **FSDP2_ENV})
+    assert out.returncode != 0
+    assert "moalign: error: RL training runs in one process or data-parallel" in out.stderr
+    assert "FSDP is not supported yet" in out.stderr and "Traceback" not in out.stderr.split("moalign: error")[0]
 
 
 def test_rl_runs_data_parallel_and_resumes_from_its_checkpoint_to_the_same_policy(tiny_model_path, tmp_path):

@@ -242,9 +242,12 @@ class TrainerBase:
         if self.config.report_to and flat:
             self.accelerator.log(flat, step=record["step"])
 
-    def final_model(self) -> torch.nn.Module:
-        """What ``save_final`` writes with ``save_pretrained``: the trained model (its adapter under LoRA)."""
-        return self.accelerator.unwrap_model(self.model)
+    def final_model(self, full_state: dict[str, torch.Tensor] | None = None
+                    ) -> tuple[torch.nn.Module, dict[str, torch.Tensor] | None]:
+        """What ``save_final`` writes with ``save_pretrained``: the trained model (its adapter under LoRA) and the
+        state dict to write, ``full_state`` (the gathered weights under FSDP2, whose model holds only shards)
+        or None for the model's own."""
+        return self.accelerator.unwrap_model(self.model), full_state
 
     def save_final(self, tokenizer: Any, summary: dict[str, Any]) -> Path:
         """``output_dir/final``: ``save_pretrained`` of the adapter (or model) and tokenizer, plus a summary."""
@@ -253,7 +256,8 @@ class TrainerBase:
         # Under FSDP2 the full weights are gathered (every process takes part) before the main one writes.
         state_dict = self.accelerator.get_state_dict(self.model) if self.accelerator.is_fsdp2 else None
         if self.accelerator.is_main_process:
-            self.final_model().save_pretrained(final, state_dict=state_dict)
+            model, state_dict = self.final_model(state_dict)
+            model.save_pretrained(final, state_dict=state_dict)
             tokenizer.save_pretrained(final)
             base = portable_model_name(self.config.model)
             adapter_config = final / "adapter_config.json"

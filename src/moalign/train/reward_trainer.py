@@ -156,10 +156,21 @@ class RewardModelTrainer(TrainerBase):
             raise CheckpointError(f"the checkpoint drew its pairs as {state['sampler']}, this run as "
                                   f"{self.sampler.state_dict()}: the data or batch layout changed")
 
-    def final_model(self) -> torch.nn.Module:
-        """The reward model with any LoRA adapter merged in, so plain transformers loads it."""
+    def final_model(self, full_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, None]:
+        """The reward model with any LoRA adapter merged in, so plain transformers loads it. Under FSDP2 the
+        trained model holds only shards, so the model is rebuilt whole on the CPU from the gathered weights."""
+        from transformers import AutoModelForSequenceClassification
+
         model = self.accelerator.unwrap_model(self.model)
-        return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        if full_state is not None:
+            structure = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+            whole = AutoModelForSequenceClassification.from_config(structure)
+            if hasattr(model, "peft_config"):
+                whole = add_lora(whole, LoraSpec(self.config.lora_r, self.config.lora_alpha, self.config.lora_dropout,
+                                                 self.config.lora_target_modules), task_type="SEQ_CLS")
+            whole.load_state_dict(full_state)
+            model = whole
+        return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model), None
 
     def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
         """Train to ``total_steps`` (resuming from ``resume_from`` or the config's) and save the final model."""
@@ -184,7 +195,8 @@ class RewardModelTrainer(TrainerBase):
         bar.close()
         after = self.evaluate()
         summary = {"objectives": list(self.objectives), "steps": self.total_steps, "resumed_at_step": start,
-                   "processes": self.accelerator.num_processes, "train_pairs": len(self.train_dataset),
+                   "processes": self.accelerator.num_processes,
+                   "distributed": self.accelerator.distributed_type.value, "train_pairs": len(self.train_dataset),
                    "eval_before": before, "eval_after": after, "seconds": round(time.time() - started, 1),
                    "config": config_to_dict(c)}
         self.log({"step": self.total_steps, "eval": after})

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 
 from moalign.config import ConfigError, config_to_dict
@@ -72,6 +72,11 @@ class MultiObjectiveRLTrainer(TrainerBase):
                  processing_class: Any = None, rewards: Sequence[Any] | None = None,
                  engine: RolloutEngine | None = None):
         super().__init__(config)
+        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            raise ConfigError(f"RL training runs in one process or data-parallel (DDP, `accelerate launch` without "
+                              f"FSDP or DeepSpeed); {self.accelerator.distributed_type.value} is not supported yet "
+                              "(the value heads sit outside the sharded model and rollouts would need every rank "
+                              "to generate in step)")
         set_seed(config.seed)
         c = config
         prompts = load_rl_prompts(c)
@@ -416,6 +421,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
         after = self.evaluate()
         summary = {"objectives": list(self.objectives), "rule": c.rule, "steps": self.total_steps,
                    "resumed_at_step": start, "processes": self.accelerator.num_processes,
+                   "distributed": self.accelerator.distributed_type.value,
                    "train_prompts": len(self.train_prompts), "eval_before": before, "eval_after": after,
                    "seconds": round(time.time() - started, 1), "config": config_to_dict(c)}
         self.log({"step": self.total_steps, "eval": after})
