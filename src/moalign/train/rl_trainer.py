@@ -73,7 +73,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
                  engine: RolloutEngine | None = None):
         super().__init__(config)
         if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            raise ConfigError(f"RL training runs in one process or data-parallel (DDP, `accelerate launch` without "
+            raise ConfigError("RL training runs in one process or data-parallel (DDP, `accelerate launch` without "
                               f"FSDP or DeepSpeed); {self.accelerator.distributed_type.value} is not supported yet "
                               "(the value heads sit outside the sharded model and rollouts would need every rank "
                               "to generate in step)")
