@@ -119,3 +119,20 @@ def test_reward_models_judge_the_front(tiny_model_path, tmp_path):
         assert report["methods"]["base"]["points"][0]["scores"][report["objectives"].index(head)] == pytest.approx(expected)
     bad = moalign("eval", "front", "--methods", "base", "--judges", "helpful=model:x", "--out", tmp_path / "bad")
     assert bad.returncode == 2 and "bad judge 'helpful=model:x'" in bad.stderr
+
+
+def test_front_on_hh_dialogues_read_through_the_adapter(shared_data, tiny_model_path, tmp_path):
+    from moalign.data import load_prompts
+
+    hh = shared_data / "hh-rlhf-harmless-base-test" / "test.jsonl.gz"
+    common = ["eval", "front", "--methods", "base", "--model", tiny_model_path, "--objectives", "concise,readable",
+              "--prompts", hh, "--n-prompts", "3", "--max-new-tokens", "4", "--resamples", "20"]
+    out = moalign(*common, "--prompt-adapter", "hh_rlhf", "--out", tmp_path / "front")
+    assert out.returncode == 0, out.stderr
+    (cache_file,) = (tmp_path / "front" / "cache").rglob("*.jsonl")
+    _, *records = [json.loads(line) for line in cache_file.read_text().split("\n") if line]
+    prompts = [r["prompt"] for r in records]
+    assert prompts == load_prompts([hh], "hh_rlhf")[:3]
+    assert all(isinstance(p, list) and p[-1]["role"] == "user" for p in prompts)  # dialogues, earlier turns kept
+    bad = moalign(*common, "--prompt-adapter", "csv", "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "unknown prompt adapter 'csv'" in bad.stderr

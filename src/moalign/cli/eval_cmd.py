@@ -20,7 +20,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="SUBCOMMAND")
     front = sub.add_parser("front", help="sweep preferences, score every objective, report hypervolume and plots")
     _common(front)
-    front.add_argument("--prompts", help="prompt file (field prompt or instruction); default: bundled held-out prompts")
+    front.add_argument("--prompts", help="prompt file (field prompt or instruction), or a preference file with "
+                       "--prompt-adapter; default: bundled held-out prompts")
+    front.add_argument("--prompt-adapter", default="prompts",
+                       help="how to read --prompts: 'prompts' (default) or a preference-data adapter such as hh_rlhf "
+                            "(its distinct prompts; HH dialogues keep their earlier turns)")
     front.add_argument("--divisions", type=int, default=10, help="preference grid: multiples of 1/DIVISIONS (default 10)")
     front.add_argument("--preferences", help="instead of the grid: preferences separated by ';', e.g. '1,0;0.5,0.5;0,1'")
     front.add_argument("--reference-point", help="hypervolume reference point, one number per objective (default: "
@@ -141,7 +145,7 @@ def _parse_vector(text: str, length: int, what: str) -> np.ndarray:
 
 
 def run_front(args: argparse.Namespace) -> int:
-    from moalign.data import load_prompt_set
+    from moalign.data import load_prompts
     from moalign.eval import build_method, preference_grid, simplex_grid, sweep_methods, write_front_report
     from moalign.tasks import bundled_prompts
 
@@ -152,7 +156,7 @@ def run_front(args: argparse.Namespace) -> int:
     else:
         grid = simplex_grid(len(objectives), args.divisions)
     if args.prompts:
-        prompts = load_prompt_set(args.prompts).head(args.n_prompts).prompts
+        prompts = load_prompts([args.prompts], args.prompt_adapter)[:args.n_prompts]
     else:
         prompts = bundled_prompts()[-(args.n_prompts or 24):]  # the end of the seeded order, which the demo never trains on
     methods = [build_method(n, k, objectives, grid, base_model=base_model, settings=settings) for n, k in specs]

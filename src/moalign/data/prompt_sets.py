@@ -1,12 +1,16 @@
 """Evaluation prompt sets: instructions, optionally with a reference ("golden") response each.
 
-AlpacaEval's files (``instruction``, ``output``) and plain prompt lists (``prompt``) load the same way.
+AlpacaEval's files (``instruction``, ``output``) and plain prompt lists (``prompt``) load the same way;
+:func:`load_prompts` also takes the prompts of preference files through their adapter.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from moalign.data.loaders import read_records
 from moalign.data.schema import DataError
@@ -81,3 +85,30 @@ def load_prompt_set(
     if require_references and not references:
         raise DataError(f"no reference responses (looked for {' / '.join(REFERENCE_FIELDS)})", source=str(source))
     return PromptSet(prompts, references or None)
+
+
+def distinct_prompts(prompts: Iterable[Any]) -> list[Any]:
+    """``prompts`` (strings or chat message lists) without repeats, in first-seen order."""
+    seen, distinct = set(), []
+    for prompt in prompts:
+        key = json.dumps(prompt, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(prompt)
+    return distinct
+
+
+def load_prompts(sources: Sequence[str | os.PathLike[str]], adapter: str = "prompts") -> list[Any]:
+    """The distinct prompts of ``sources`` in file order: prompt files (``adapter`` ``prompts``: field prompt or
+    instruction) or preference files read through one of :data:`ADAPTERS` (HH-RLHF dialogues stay chat message
+    lists, so a model sees every earlier turn)."""
+    from moalign.data.adapters import ADAPTERS
+    from moalign.data.loaders import load_preference_data
+
+    if adapter == "prompts":
+        prompts: list[Any] = [p for source in sources for p in load_prompt_set(source).prompts]
+    elif adapter in ADAPTERS:
+        prompts = [pair.prompt for source in sources for pair in load_preference_data(source, adapter=adapter).pairs]
+    else:
+        raise DataError(f"unknown prompt adapter {adapter!r}; use prompts or one of {sorted(ADAPTERS)}")
+    return distinct_prompts(prompts)

@@ -3,11 +3,10 @@ distinct prompts of preference files read through their adapter (HH-RLHF dialogu
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from moalign.config import ConfigError
-from moalign.data import ADAPTERS, DataError, load_preference_data, load_prompt_set
+from moalign.data import ADAPTERS, DataError, distinct_prompts, load_prompts
 
 
 def load_rl_prompts(config: Any) -> list[Any]:
@@ -15,20 +14,11 @@ def load_rl_prompts(config: Any) -> list[Any]:
     if config.task == "bundled":
         from moalign.tasks import bundled_prompts
 
-        prompts: list[Any] = bundled_prompts(seed=config.seed)
-    elif config.prompt_adapter == "prompts":
-        prompts = [p for path in config.prompt_files for p in load_prompt_set(path).prompts]
-    elif config.prompt_adapter in ADAPTERS:
-        prompts = [pair.prompt for path in config.prompt_files
-                   for pair in load_preference_data(path, adapter=config.prompt_adapter).pairs]
-    else:
+        distinct = distinct_prompts(bundled_prompts(seed=config.seed))
+    elif config.prompt_adapter != "prompts" and config.prompt_adapter not in ADAPTERS:
         raise ConfigError(f"unknown prompt_adapter {config.prompt_adapter!r}; use prompts or one of {sorted(ADAPTERS)}")
-    seen, distinct = set(), []
-    for prompt in prompts:
-        key = json.dumps(prompt, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            distinct.append(prompt)
+    else:
+        distinct = load_prompts(config.prompt_files, config.prompt_adapter)
     if not distinct:
         raise DataError("no prompts")
     return distinct[:config.max_prompts] if config.max_prompts else distinct
