@@ -47,7 +47,7 @@ def main() -> None:
         gram_times = []
         for d in ds:
             grads = torch.randn(k, d)
-            gram_times.append(median_ms(lambda: gram_matrix(grads), max(3, args.repeats // 10)))
+            gram_times.append(median_ms(lambda g=grads: gram_matrix(g), max(3, args.repeats // 10)))
             del grads
         base = torch.randn(k, 4096)
         gram = gram_matrix(base + 0.3 * base[:1])  # correlated objectives, like real ones
