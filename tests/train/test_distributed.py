@@ -6,7 +6,6 @@ goes through tests/train/fsdp_cpu_worker.py, since accelerate enables FSDP on ac
 """
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -117,16 +116,21 @@ def test_reward_model_under_fsdp2_matches_one_process_and_loads_in_transformers(
     assert model.config.id2label == {0: "informative", 1: "warm"}
 
 
-def test_rl_under_fsdp_is_refused_with_a_clear_error(tiny_model_path, tmp_path):
-    import subprocess
-
-    out = subprocess.run(two_processes(str(WORKER), "train", "rl", "--model", str(tiny_model_path), "--task", "bundled",
-                                       "--rewards", "concise", "--output_dir", str(tmp_path / "rl")),
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **FSDP2_ENV})
-    assert out.returncode != 0
-    assert "moalign: error: RL training runs in one process or data-parallel" in out.stderr
-    assert "FSDP is not supported yet" in out.stderr and "Traceback" not in out.stderr.split("moalign: error")[0]
+def test_rl_under_fsdp2_matches_data_parallel_and_resumes(tiny_model_path, tmp_path):
+    """Sharded PPO (generation synced across ranks, value heads whole on every rank) takes the steps data-parallel
+    PPO takes with the same prompts and seeds; resumed from its gathered step-2 checkpoint it ends where it ended."""
+    args = ["train", "rl", "--model", str(tiny_model_path), "--task", "bundled", "--rewards", "concise,readable",
+            "--per_device_batch_size", "4", "--max_new_tokens", "8", "--eval_prompts", "4", "--max_steps", "3",
+            "--save_steps", "2", "--logging_steps", "1", "--eval_before", "false", "--whiten_rewards", "true"]
+    run(two_processes("-m", "moalign", *args, "--output_dir", str(tmp_path / "ddp")), tmp_path)
+    run(two_processes(str(WORKER), *args, "--output_dir", str(tmp_path / "fsdp")), tmp_path, **FSDP2_ENV)
+    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
+    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    sharded = adapter(tmp_path / "fsdp")
+    assert_same_weights(sharded, adapter(tmp_path / "ddp"), rtol=1e-4, atol=1e-6)
+    run(two_processes(str(WORKER), *args, "--output_dir", str(tmp_path / "resumed"),
+                      "--resume", str(tmp_path / "fsdp" / "checkpoint-2")), tmp_path, **FSDP2_ENV)
+    assert_same_weights(adapter(tmp_path / "resumed"), sharded, rtol=0, atol=0)
 
 
 def test_rl_runs_data_parallel_and_resumes_from_its_checkpoint_to_the_same_policy(tiny_model_path, tmp_path):

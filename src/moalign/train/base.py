@@ -136,14 +136,21 @@ class TrainerBase:
 
         The scheduler stays unprepared: accelerate's wrapper steps it once per process per call, and
         ``total_steps`` already counts optimizer steps."""
+        optimizer = self.build_adamw(model)
+        return optimizer, self.build_scheduler(optimizer, total_steps)
+
+    def build_adamw(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """AdamW over ``model``'s trainable parameters with the config's learning rate and weight decay."""
+        return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                 lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        """The config's learning-rate schedule over ``total_steps`` optimizer steps, for every param group."""
         from transformers import get_scheduler
 
         c = self.config
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=c.learning_rate, weight_decay=c.weight_decay)
-        scheduler = get_scheduler(c.lr_scheduler, optimizer, num_warmup_steps=int(c.warmup_ratio * total_steps),
-                                  num_training_steps=total_steps)
-        return optimizer, scheduler
+        return get_scheduler(c.lr_scheduler, optimizer, num_warmup_steps=int(c.warmup_ratio * total_steps),
+                             num_training_steps=total_steps)
 
     def clip_and_step(self, params: list[torch.Tensor], step: int) -> dict[str, float]:
         """Clip the gradient of ``params``, step the optimizer and the schedule, clear the gradients; return

@@ -72,11 +72,10 @@ class MultiObjectiveRLTrainer(TrainerBase):
                  processing_class: Any = None, rewards: Sequence[Any] | None = None,
                  engine: RolloutEngine | None = None):
         super().__init__(config)
-        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            raise ConfigError("RL training runs in one process or data-parallel (DDP, `accelerate launch` without "
-                              f"FSDP or DeepSpeed); {self.accelerator.distributed_type.value} is not supported yet "
-                              "(the value heads sit outside the sharded model and rollouts would need every rank "
-                              "to generate in step)")
+        kind = self.accelerator.distributed_type
+        if kind == DistributedType.DEEPSPEED or (kind == DistributedType.FSDP and not self.accelerator.is_fsdp2):
+            raise ConfigError("RL training runs in one process, data-parallel (DDP) or under FSDP2 "
+                              f"(fsdp_version: 2); {kind.value} without FSDP2 is not supported yet")
         set_seed(config.seed)
         c = config
         prompts = load_rl_prompts(c)
@@ -106,9 +105,11 @@ class MultiObjectiveRLTrainer(TrainerBase):
                                    c.seed, "wrap")
         self.total_steps = c.max_steps or max(1, math.ceil(c.num_epochs * self.sampler.steps_per_epoch))
         updates = self.total_steps * c.ppo_epochs * c.num_mini_batches
-        optimizer, self.scheduler = self.build_optimizer(torch.nn.ModuleDict({"policy": model, "value": self.value_heads}),
-                                                         updates)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.model, self.optimizer = self.accelerator.prepare(model, self.build_adamw(model))
+        # The value heads join the optimizer after prepare: under FSDP2 accelerate maps the optimizer's parameters
+        # to the sharded model's, and the heads are not part of it (each rank keeps them whole, gradients averaged).
+        self.optimizer.optimizer.add_param_group({"params": list(self.value_heads.parameters())})
+        self.scheduler = self.build_scheduler(self.optimizer.optimizer, updates)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
         self.tchebycheff = (OnlineTchebycheff(self.preference.numpy(), **c.rule_options) if c.rule == "tchebycheff"
@@ -126,7 +127,11 @@ class MultiObjectiveRLTrainer(TrainerBase):
                                                  preference=self.preference if c.rule not in RL_METHODS else None)
         self.kl = KLController(c.kl_coef, c.target_kl, c.kl_horizon)
         self.whitening = RunningWhitening(len(self.objectives)) if c.whiten_rewards else None
-        self.engine = engine if engine is not None else GenerateEngine(self.tokenizer)
+        sharded = self.accelerator.is_fsdp2 and self.accelerator.num_processes > 1
+        if self.accelerator.is_fsdp2:  # FSDP2 sets itself up in the root's first forward; generation would not
+            with torch.no_grad():
+                self.model(input_ids=torch.tensor([[self.pad]], device=self.accelerator.device))
+        self.engine = engine if engine is not None else GenerateEngine(self.tokenizer, synced_gpus=sharded)
         # With the KL in the loss, no value heads and one update per rollout, the policy being updated is the
         # rollout policy: its log-probs come from the update's own forward (ratio 1, as in GRPO).
         self.rollout_policy_is_current = (c.kl_penalty == "loss" and c.advantage == "group"
@@ -148,8 +153,16 @@ class MultiObjectiveRLTrainer(TrainerBase):
         c = self.config
         prompt_ids = [self.encode(p) for p in prompts]
         policy = self.policy().eval()
-        responses = self.engine.generate(policy, prompt_ids, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                                         top_p=c.top_p, top_k=c.top_k, seed=seed)
+        # Under FSDP2 generation calls the model inside the sharded root (PEFT's generate), whose hooks would
+        # gather the root's own parameters (embeddings, head): gather them for the whole generation instead.
+        if self.accelerator.is_fsdp2:
+            self.model.unshard()
+        try:
+            responses = self.engine.generate(policy, prompt_ids, max_new_tokens=c.max_new_tokens,
+                                             temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, seed=seed)
+        finally:
+            if self.accelerator.is_fsdp2:
+                self.model.reshard()
         texts = [t.strip() for t in self.tokenizer.batch_decode(responses, skip_special_tokens=True)]
         return prompt_ids, [r if r else [self.tokenizer.eos_token_id] for r in responses], texts
 

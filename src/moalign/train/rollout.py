@@ -41,12 +41,14 @@ class GenerateEngine:
     """transformers' ``generate`` on the policy itself (no weight copy to sync), in batches of ``batch_size``.
 
     Sampling draws from a generator seeded by ``seed`` inside ``torch.random.fork_rng``, so the process's
-    global random state is the same after a call as before it."""
+    global random state is the same after a call as before it. ``synced_gpus`` keeps every process decoding
+    until all are done, as a sharded (FSDP) model needs: each step is a collective."""
 
-    def __init__(self, tokenizer: Any, batch_size: int = 64):
+    def __init__(self, tokenizer: Any, batch_size: int = 64, *, synced_gpus: bool = False):
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos = tokenizer.eos_token_id
         self.batch_size = batch_size
+        self.synced_gpus = synced_gpus
 
     @torch.no_grad()
     def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -62,7 +64,7 @@ class GenerateEngine:
                 input_ids, attention_mask = left_pad(chunk, self.pad)
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                      max_new_tokens=max_new_tokens, pad_token_id=self.pad, eos_token_id=self.eos,
-                                     **sampling)
+                                     synced_gpus=self.synced_gpus, **sampling)
                 for row in out[:, input_ids.shape[1]:].tolist():
                     responses.append(row[:row.index(self.eos) + 1] if self.eos in row else row)
         return responses
