@@ -6,7 +6,9 @@ goes through tests/train/fsdp_cpu_worker.py, since accelerate enables FSDP on ac
 """
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -131,6 +133,16 @@ def test_rl_under_fsdp2_matches_data_parallel_and_resumes(tiny_model_path, tmp_p
     run(two_processes(str(WORKER), *args, "--output_dir", str(tmp_path / "resumed"),
                       "--resume", str(tmp_path / "fsdp" / "checkpoint-2")), tmp_path, **FSDP2_ENV)
     assert_same_weights(adapter(tmp_path / "resumed"), sharded, rtol=0, atol=0)
+
+
+def test_rl_under_fsdp1_is_refused_with_a_clear_error(tiny_model_path, tmp_path):
+    out = subprocess.run(two_processes(str(WORKER), "train", "rl", "--model", str(tiny_model_path), "--task", "bundled",
+                                       "--rewards", "concise", "--output_dir", str(tmp_path / "rl")),
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+                              **FSDP2_ENV, "FSDP_VERSION": "1"})
+    assert out.returncode != 0
+    assert "moalign: error: RL training runs in one process, data-parallel (DDP) or under FSDP2" in out.stderr
 
 
 def test_rl_runs_data_parallel_and_resumes_from_its_checkpoint_to_the_same_policy(tiny_model_path, tmp_path):

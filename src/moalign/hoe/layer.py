@@ -34,6 +34,7 @@ class MixingWeights:
         per_block: block index → ``(B, T, E)`` weights including the routers' contribution, filled as blocks run.
         fixed_per_rank: ``fixed`` spread over a layer's stacked ranks, per rank layout and dtype, made by the first
             layer that needs it; one dict may serve every forward of a generation (same ``fixed``).
+        routed_per_rank: the same for the blocks in ``per_block``, dropped when a block's weights are replaced.
     """
 
     fixed: torch.Tensor
