@@ -143,9 +143,12 @@ class MixtureLoraLinear(nn.Module):
             return out
         rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
         hidden = nn.functional.linear(x, self.lora_A) * rank_weights
-        # out + hidden @ B^T as one matmul-accumulate (one kernel where two would be launched)
-        flat = torch.addmm(out.reshape(-1, out.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), self.lora_B.t())
-        return flat.view(out.shape)
+        if out.is_contiguous():
+            # accumulate hidden @ B^T into the base output in place: one kernel, no copy of ``out``
+            # (autograd allows it: no backward formula of a linear layer reads its own output)
+            out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, hidden.shape[-1]), self.lora_B.t())
+            return out
+        return out + hidden @ self.lora_B.t()
 
 
 class RouterExpert(nn.Module):
