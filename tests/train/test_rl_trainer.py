@@ -58,8 +58,11 @@ def test_a_killed_run_resumes_to_the_same_weights_bitwise(tiny_model_path, tmp_p
                   target_kl=0.5, eval_before=False, eval_prompts=4, num_mini_batches=2, ppo_epochs=2)
     MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / "a", **common)).train()
     first = MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / "b", **common))
-    first.total_steps = 2  # the kill: the run stops after its checkpoint at step 2
+    first.total_steps = 2  # the kill: the run stops after its checkpoint at step 2 ...
     first.train()
+    log = tmp_path / "b" / "rl" / "log.jsonl"
+    with open(log, "a") as fh:  # ... having logged a step past it and half a line
+        fh.write(json.dumps({"step": 3, "lr": 1.0}) + '\n{"step": 4, "l')
     resumed = MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / "b", resume_from="latest", **common))
     assert resumed.train()["resumed_at_step"] == 2
     a = load_file(str(tmp_path / "a" / "rl" / "checkpoint-4" / "trainable.safetensors"))
@@ -70,6 +73,10 @@ def test_a_killed_run_resumes_to_the_same_weights_bitwise(tiny_model_path, tmp_p
     state_b = json.loads((tmp_path / "b" / "rl" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state_a["kl_controller"] == state_b["kl_controller"] != {"value": 0.01}
     assert state_a["whitening"] == state_b["whitening"]
+    def steps(run):  # the training records (the killed run also evaluated at its early end, step 2)
+        return [r for r in map(json.loads, (tmp_path / run / "rl" / "log.jsonl").read_text().splitlines())
+                if "eval" not in r]
+    assert steps("b") == steps("a") and [r["step"] for r in steps("b")] == [1, 2, 3, 4]
 
 
 class WrongLength(Scorer):

@@ -90,6 +90,24 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop what a killed run logged after its checkpoint at ``step`` (and a last line cut off mid-write), so the
+    log of a resumed run reads as one uninterrupted run rather than repeating the steps it redoes."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text("".join(kept), encoding="utf-8")
+    partial.replace(path)
+
 class TrainerBase:
     """Accelerator, output folder, checkpoints, resume, JSONL + tracker logs and the final save.
 
@@ -229,6 +247,9 @@ class TrainerBase:
         state = load_checkpoint(path, model=self.checkpoint_model(), optimizer=self.optimizer,
                                 scheduler=self.scheduler)
         self.load_checkpoint_state(state)
+        if self.accelerator.is_main_process:
+            truncate_log(self.log_path, int(state["step"]))
+        self.accelerator.wait_for_everyone()
         logger.info("resumed from %s at step %d", path, state["step"])
         return int(state["step"])
 
