@@ -120,20 +120,23 @@ def test_load_of_200_concurrent_requests_with_random_preferences(server, capsys)
 
 
 def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(hoe_dir, tmp_path, long_prompt_tokens):
+    assert long_prompt_tokens == 500, "the test needs a prompt the tiny model does not stop on"
     server = Server([hoe_dir], log=tmp_path / "log")
     results: list[httpx.Response] = []
     thread = threading.Thread(target=lambda: results.append(httpx.post(server.url + "/v1/completions", timeout=120,
-                              json={"model": "hoe", "prompt": LONG_PROMPT, "max_tokens": 300, "temperature": 0})))
+                              json={"model": "hoe", "prompt": LONG_PROMPT, "max_tokens": 500, "temperature": 0})))
     thread.start()
     deadline = time.monotonic() + 30
     while server.metrics()["moalign_requests_in_flight"] < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    # ask as soon as the server says it is draining, while the 500-token request is still being written
+    while httpx.get(server.url + "/health", timeout=10).json()["status"] != "draining" and time.monotonic() < deadline:
+        time.sleep(0.005)
     refused = chat(server.url, max_tokens=4)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
     thread.join(120)
-    assert results[0].status_code == 200 and results[0].json()["usage"]["completion_tokens"] == 300
+    assert results[0].status_code == 200 and results[0].json()["usage"]["completion_tokens"] == 500
     assert server.process.wait(60) == 0
 
 

@@ -99,38 +99,47 @@ def decode(
     seeds = list(seeds) if seeds is not None else [0] * batch
     if len(seeds) != batch:
         raise ValueError(f"{len(seeds)} seeds for {batch} rows")
-    generators = {i: torch.Generator(device=device).manual_seed(int(seeds[i])) for i in sampled}
+    generators = [torch.Generator(device=device).manual_seed(int(seeds[i])) for i in sampled]
     if sampled:
         sampled_rows = torch.tensor(sampled, device=device)
         sampled_temperature = torch.tensor([temperatures[i] for i in sampled], device=device)[:, None]
-        sampled_top_p = torch.tensor([float(nuclei[i]) for i in sampled], device=device)[:, None]
+        nucleus = [float(nuclei[i]) for i in sampled]
+        sampled_top_p = torch.tensor(nucleus, device=device)[:, None] if min(nucleus) < 1.0 else None
     eos = set(eos_token_ids)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
     new_ids, cache = input_ids, None
     step_positions = positions
-    finished = torch.tensor([b <= 0 for b in budgets], dtype=torch.bool, device=device)
+    # Bookkeeping stays on the host: one device-to-host copy of the new tokens per step (on a GPU each extra
+    # read of a device value is a synchronisation).
+    finished = [b <= 0 for b in budgets]
+    finished_rows = torch.tensor(finished, dtype=torch.bool, device=device)
     out: list[list[int]] = [[] for _ in range(batch)]
     for _ in range(max(budgets, default=0)):
-        if bool(finished.all()):
+        if all(finished):
             break
         scores, cache = step(new_ids, attention_mask, step_positions, cache)
         scores = scores.float()
         token = scores.argmax(dim=-1)
         if sampled:
-            logits = scores.index_select(0, sampled_rows) / sampled_temperature
-            probs = torch.softmax(filter_top_p(filter_top_k(logits, top_k), sampled_top_p), dim=-1)
-            for j, i in enumerate(sampled):
-                token[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
-        token = torch.where(finished, torch.full_like(token, pad_token_id), token)
-        for i in torch.nonzero(~finished).flatten().tolist():
-            if int(token[i]) in eos:
-                finished[i] = True
+            logits = filter_top_k(scores.index_select(0, sampled_rows) / sampled_temperature, top_k)
+            probs = torch.softmax(logits if sampled_top_p is None else filter_top_p(logits, sampled_top_p), dim=-1)
+            picks = [torch.multinomial(probs[j], 1, generator=g) for j, g in enumerate(generators)]
+            token = token.index_copy(0, sampled_rows, torch.cat(picks))
+        token = token.masked_fill(finished_rows, pad_token_id)
+        newly_finished = False
+        for i, t in enumerate(token.tolist()):
+            if finished[i]:
+                continue
+            if t in eos:
+                finished[i] = newly_finished = True
                 if not keep_eos:
                     continue
-            out[i].append(int(token[i]))
+            out[i].append(t)
             stop = on_token is not None and bool(on_token(i, out[i]))
             if stop or len(out[i]) >= budgets[i]:
-                finished[i] = True
+                finished[i] = newly_finished = True
+        if newly_finished:
+            finished_rows = torch.tensor(finished, dtype=torch.bool, device=device)
         new_ids = token[:, None]
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=-1)
         step_positions = step_positions[:, -1:] + 1
