@@ -99,7 +99,7 @@ def main() -> None:
         ratios: dict[str, list[float]] = {name: [] for name in steps}
         for name, make in steps.items():  # warm-up
             decode(make(), input_ids, attention_mask, max_new_tokens=2, eos_token_ids=[], pad_token_id=pad)
-        for _ in range(args.rounds):
+        for round_index in range(args.rounds):
             round_rates = {}
             for name, make in steps.items():
                 start = time.perf_counter()
@@ -110,12 +110,15 @@ def main() -> None:
             for name, rate in round_rates.items():
                 rates[name].append(rate)
                 ratios[name].append(rate / round_rates["merged_lora"])
+            # each round as it ends, so a run cut short still leaves its measurements
+            print(f"round {round_index}: " + ", ".join(f"{name} {ratios[name][-1]:.2f}" for name in steps), flush=True)
     print(f"model {args.model}, device {device}, threads {args.threads}, batch {args.batch}, {args.tokens} new tokens, "
           f"LoRA rank {args.rank}, {args.rounds} rounds")
-    print("| method | tokens/s (median) | ratio to merged_lora (median of rounds) |")
-    print("|---|---|---|")
+    print("| method | tokens/s (median) | ratio to merged_lora (median of rounds) | ratio, lowest to highest round |")
+    print("|---|---|---|---|")
     for name in steps:
-        print(f"| {name} | {statistics.median(rates[name]):.1f} | {statistics.median(ratios[name]):.2f} |")
+        print(f"| {name} | {statistics.median(rates[name]):.1f} | {statistics.median(ratios[name]):.2f} | "
+              f"{min(ratios[name]):.2f}–{max(ratios[name]):.2f} |")
     hoe_ratio = statistics.median(ratios["hoe_mixed"])
     vs_mod = statistics.median([h / m for h, m in zip(rates["hoe_mixed"], rates["mod_k3"])])
     print(f"hoe_mixed / merged_lora = {hoe_ratio:.2f} (target >= 0.8); hoe_mixed / mod_k3 = {vs_mod:.2f} (target >= 2)")
