@@ -135,6 +135,29 @@ def test_layer_weights_are_made_once_per_block_layout_and_never_go_stale():
     assert weights.per_rank(1, owner, layout, torch.float32) is fixed
 
 
+def test_the_mixture_layer_runs_under_bf16_autocast_and_passes_gradients_to_its_input_and_weights():
+    from torch import nn
+
+    from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, mixing
+
+    generator = torch.Generator().manual_seed(0)
+    factors = [(torch.randn(4, 16, generator=generator), torch.randn(12, 4, generator=generator)) for _ in range(2)]
+    layer = MixtureLoraLinear(nn.Linear(16, 12), factors, block=0)
+    x = torch.randn(3, 5, 16, generator=generator, requires_grad=True)
+    fixed = torch.tensor([[0.3, 0.7], [1.0, 0.0], [0.5, 0.5]], requires_grad=True)
+    with mixing(MixingWeights(fixed=fixed)):
+        exact = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lowered = layer(x)
+    expected = torch.stack([nn.functional.linear(x[i], layer.base_layer.weight + sum(
+        w * b @ a for w, (a, b) in zip(fixed[i], factors)), layer.base_layer.bias) for i in range(3)])
+    torch.testing.assert_close(exact, expected, rtol=1e-5, atol=1e-4)
+    assert lowered.dtype == torch.bfloat16
+    torch.testing.assert_close(lowered.float(), exact, rtol=0.05, atol=0.3)
+    lowered.float().sum().backward()
+    assert x.grad is not None and fixed.grad is not None and bool(fixed.grad.abs().sum() > 0)
+
+
 def test_one_set_of_mixing_weights_reused_across_forwards_with_a_router_equals_fresh_ones(hoe):
     index = hoe.add_router([0.5, 0.5, 0.0])
     with torch.no_grad():

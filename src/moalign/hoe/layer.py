@@ -142,13 +142,13 @@ class MixtureLoraLinear(nn.Module):
         if self.lora_A.shape[0] == 0:
             return out
         rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
-        hidden = nn.functional.linear(x, self.lora_A) * rank_weights
-        if out.is_contiguous():
-            # accumulate hidden @ B^T into the base output in place: one kernel, no copy of ``out``
-            # (autograd allows it: no backward formula of a linear layer reads its own output)
-            out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, hidden.shape[-1]), self.lora_B.t())
-            return out
-        return out + hidden @ self.lora_B.t()
+        hidden = (nn.functional.linear(x, self.lora_A) * rank_weights).to(out.dtype)
+        lora_b = self.lora_B.t().to(out.dtype)  # the base output's dtype, which autocast may have lowered
+        # accumulate hidden @ B^T into the base output in place: one kernel, no copy of ``out`` (linear layers
+        # return contiguous outputs; autograd allows it, as no backward formula of a linear layer reads its output)
+        out = out.contiguous()
+        out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, hidden.shape[-1]), lora_b)
+        return out
 
 
 class RouterExpert(nn.Module):
