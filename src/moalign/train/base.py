@@ -25,7 +25,7 @@ from accelerate import Accelerator
 
 from moalign.config import ConfigError, config_to_dict
 from moalign.models import portable_model_name, resolve_model_path
-from moalign.storage import check_writable, write_json_atomic
+from moalign.storage import check_writable, write_json_atomic, write_text_atomic
 from moalign.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,6 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
-
 def truncate_log(path: Path, step: int) -> None:
     """Drop what a killed run logged after its checkpoint at ``step`` (and a last line cut off mid-write), so the
     log of a resumed run reads as one uninterrupted run rather than repeating the steps it redoes."""
@@ -104,9 +103,8 @@ def truncate_log(path: Path, step: int) -> None:
             continue
         if isinstance(record, dict) and record.get("step", 0) <= step:
             kept.append(line + "\n")
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text("".join(kept), encoding="utf-8")
-    partial.replace(path)
+    write_text_atomic(path, "".join(kept))
+
 
 class TrainerBase:
     """Accelerator, output folder, checkpoints, resume, JSONL + tracker logs and the final save.
