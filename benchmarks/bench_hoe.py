@@ -1,6 +1,7 @@
 """Decoding throughput of HoE against one LoRA and against MOD, one process, one run.
 
     python benchmarks/bench_hoe.py [--model smollm2] [--batch 8] [--tokens 32] [--rank 16] [--rounds 3] [--threads 2]
+                                   [--methods base,merged_lora,hoe_mixed,...] [--profile]
 
 Every row decodes the same batch of bundled prompts greedily for exactly ``--tokens`` new tokens (no early stop)
 with the same loop (``moalign.models.decoding.decode``, KV cache), so only the model's forward differs:
@@ -14,7 +15,9 @@ with the same loop (``moalign.models.decoding.decode``, KV cache), so only the m
 
 Experts are random rank-``r`` LoRAs on all linear layers (speed does not depend on what they learned). The table
 shows the median tokens/s over rounds and its ratio to ``merged_lora`` measured in the same round.
-Targets (issue 11): ``hoe_mixed`` ≥ 0.8× ``merged_lora`` and ≥ 2× ``mod_k3``.
+Targets (issue 11): ``hoe_mixed`` ≥ 0.8× ``merged_lora`` and ≥ 2× ``mod_k3``. ``--profile`` then runs
+``torch.profiler`` over one decode of ``merged_lora`` and of ``hoe_mixed`` and prints where their time goes (on a
+GPU: how many kernels a token launches and how long they run, against the CPU time spent launching them).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--methods", help="comma-separated subset of the rows (merged_lora is always measured)")
+    parser.add_argument("--profile", action="store_true", help="profile one decode of merged_lora and hoe_mixed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -81,20 +86,32 @@ def main() -> None:
                 experts.append(merged_expert("centre", [1.0 / k] * k, experts, rank=args.rank))
             return HoEModel.from_experts(load_model(args.model), experts, [f"o{i}" for i in range(k)]).to(device)
 
-        base = load_model(args.model).to(device)
-        merged = PeftModel.from_pretrained(load_model(args.model), str(dirs[0])).merge_and_unload().to(device)
-        peft_lora = PeftModel.from_pretrained(load_model(args.model), str(dirs[0])).eval().to(device)
-        hoe = hoe_model(3, anchors=True)
-        preferences = np.random.default_rng(0).dirichlet(np.ones(3), size=args.batch)
-        mods = {k: hoe_model(k, anchors=False) for k in (2, 3, 4)}
-        mod_preferences = {k: np.random.default_rng(k).dirichlet(np.ones(k), size=args.batch) for k in mods}
-        steps = {
-            "base": lambda: model_step(base),
-            "merged_lora": lambda: model_step(merged),
-            "peft_lora": lambda: model_step(peft_lora),
-            "hoe_mixed": lambda: model_step(hoe, mixing_weights=hoe.mixing_weights(preferences, batch=args.batch)),
-            **{f"mod_k{k}": (lambda k=k: mod_step(mods[k], mod_preferences[k])) for k in mods},
+        preferences = {k: np.random.default_rng(k).dirichlet(np.ones(k), size=args.batch) for k in (2, 3, 4)}
+
+        def hoe_step():
+            hoe = hoe_model(3, anchors=True)
+            mixed = np.random.default_rng(0).dirichlet(np.ones(3), size=args.batch)
+            return lambda: model_step(hoe, mixing_weights=hoe.mixing_weights(mixed, batch=args.batch))
+
+        def mod(k: int):
+            model = hoe_model(k, anchors=False)
+            return lambda: mod_step(model, preferences[k])
+
+        def plain(model):
+            model = model.to(device)
+            return lambda: model_step(model)
+
+        builders = {
+            "base": lambda: plain(load_model(args.model)),
+            "merged_lora": lambda: plain(PeftModel.from_pretrained(load_model(args.model), str(dirs[0])).merge_and_unload()),
+            "peft_lora": lambda: plain(PeftModel.from_pretrained(load_model(args.model), str(dirs[0])).eval()),
+            "hoe_mixed": hoe_step,
+            **{f"mod_k{k}": (lambda k=k: mod(k)) for k in (2, 3, 4)},
         }
+        wanted = set(args.methods.split(",")) | {"merged_lora"} if args.methods else set(builders)
+        if wanted - set(builders):
+            parser.error(f"unknown methods {sorted(wanted - set(builders))}; choose from {', '.join(builders)}")
+        steps = {name: build() for name, build in builders.items() if name in wanted}
         rates: dict[str, list[float]] = {name: [] for name in steps}
         ratios: dict[str, list[float]] = {name: [] for name in steps}
         for name, make in steps.items():  # warm-up
@@ -119,9 +136,34 @@ def main() -> None:
     for name in steps:
         print(f"| {name} | {statistics.median(rates[name]):.1f} | {statistics.median(ratios[name]):.2f} | "
               f"{min(ratios[name]):.2f}–{max(ratios[name]):.2f} |")
-    hoe_ratio = statistics.median(ratios["hoe_mixed"])
-    vs_mod = statistics.median([h / m for h, m in zip(rates["hoe_mixed"], rates["mod_k3"])])
-    print(f"hoe_mixed / merged_lora = {hoe_ratio:.2f} (target >= 0.8); hoe_mixed / mod_k3 = {vs_mod:.2f} (target >= 2)")
+    if "hoe_mixed" in steps:
+        print(f"hoe_mixed / merged_lora = {statistics.median(ratios['hoe_mixed']):.2f} (target >= 0.8)")
+    if {"hoe_mixed", "mod_k3"} <= set(steps):
+        vs_mod = statistics.median([h / m for h, m in zip(rates["hoe_mixed"], rates["mod_k3"])])
+        print(f"hoe_mixed / mod_k3 = {vs_mod:.2f} (target >= 2)")
+    if args.profile:
+        for name in [n for n in ("merged_lora", "hoe_mixed") if n in steps]:
+            profile_decode(name, steps[name], input_ids, attention_mask, pad, args.tokens)
+
+
+def profile_decode(name: str, make, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad: int, tokens: int) -> None:
+    """Where one decode's time goes: per token, the kernels launched and their time (GPU), the CPU time, the top ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = input_ids.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        decode(make(), input_ids, attention_mask, max_new_tokens=tokens, eos_token_ids=[], pad_token_id=pad)
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    line = f"== {name}: {sum(e.self_cpu_time_total for e in events) / tokens / 1e3:.2f} ms of CPU per token"
+    if cuda:
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        line += (f", {sum(e.count for e in kernels) / tokens:.0f} kernels per token running "
+                 f"{sum(e.self_device_time_total for e in kernels) / tokens / 1e3:.2f} ms")
+    print(line)
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48))
 
 
 if __name__ == "__main__":
