@@ -73,6 +73,7 @@ def test_a_killed_run_resumes_to_the_same_weights_bitwise(tiny_model_path, tmp_p
     state_b = json.loads((tmp_path / "b" / "rl" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state_a["kl_controller"] == state_b["kl_controller"] != {"value": 0.01}
     assert state_a["whitening"] == state_b["whitening"]
+
     def steps(run):  # the training records (the killed run also evaluated at its early end, step 2)
         return [r for r in map(json.loads, (tmp_path / run / "rl" / "log.jsonl").read_text().splitlines())
                 if "eval" not in r]
