@@ -102,11 +102,13 @@ def test_concurrent_calls_with_different_preferences_do_not_mix(hoe):
 
 def test_save_and_load_round_trip_with_a_router(hoe, tmp_path):
     index = hoe.add_router([0.5, 0.5, 0.0])
-    with torch.no_grad():
-        for p in hoe.routers[str(index)].parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
     ids = torch.randint(3, 500, (2, 6), generator=torch.Generator().manual_seed(4))
     preferences = [[0.4, 0.6, 0.0], [0.1, 0.1, 0.8]]
+    with torch.no_grad():
+        untrained = hoe(input_ids=ids, preference=preferences).logits
+        for p in hoe.routers[str(index)].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
+        assert not torch.allclose(hoe(input_ids=ids, preference=preferences).logits, untrained)  # the router acts
     hoe.save_pretrained(tmp_path / "hoe")
     loaded = HoEModel.from_pretrained(tmp_path / "hoe")
     assert loaded.config == hoe.config

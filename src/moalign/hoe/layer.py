@@ -121,15 +121,22 @@ class MixtureLoraLinear(nn.Module):
         a = torch.cat([f[0].to(dtype) for f in factors], dim=0) if factors else weight.new_zeros((0, self.in_features))
         b = torch.cat([f[1].to(dtype) for f in factors], dim=1) if factors else weight.new_zeros((self.out_features, 0))
         self.lora_A = nn.Parameter(a.to(weight.device), requires_grad=False)
-        self.lora_B = nn.Parameter(b.to(weight.device), requires_grad=False)
+        # B is kept transposed, (Σ r_j, d_out), the layout the forward's addmm reads
+        self.lora_B_t = nn.Parameter(b.t().contiguous().to(weight.device), requires_grad=False)
         self.ranks = [int(f[0].shape[0]) for f in factors]
         self.rank_layout = tuple(self.ranks)
+        self.ranks_total = sum(self.ranks)
         owner = torch.repeat_interleave(torch.arange(len(self.ranks)), torch.tensor(self.ranks, dtype=torch.long))
         self.register_buffer("expert_of_rank", owner.to(weight.device), persistent=False)
 
     @property
     def num_experts(self) -> int:
         return len(self.ranks)
+
+    @property
+    def lora_B(self) -> torch.Tensor:
+        """All experts' ``B`` side by side, ``(d_out, Σ r_j)`` (a view of the stored transpose)."""
+        return self.lora_B_t.t()
 
     def expert_factors(self, expert: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert ``expert``'s ``(A, B)`` in this layer."""
@@ -139,15 +146,20 @@ class MixtureLoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        if self.lora_A.shape[0] == 0:
+        if not self.ranks_total:
             return out
         rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
-        hidden = (nn.functional.linear(x, self.lora_A) * rank_weights).to(out.dtype)
-        lora_b = self.lora_B.t().to(out.dtype)  # the base output's dtype, which autocast may have lowered
+        hidden = nn.functional.linear(x, self.lora_A) * rank_weights
+        lora_b_t = self.lora_B_t
+        if hidden.dtype != out.dtype:  # the base output's dtype, which autocast may have lowered
+            hidden = hidden.to(out.dtype)
+        if lora_b_t.dtype != out.dtype:
+            lora_b_t = lora_b_t.to(out.dtype)
         # accumulate hidden @ B^T into the base output in place: one kernel, no copy of ``out`` (linear layers
         # return contiguous outputs; autograd allows it, as no backward formula of a linear layer reads its output)
-        out = out.contiguous()
-        out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, hidden.shape[-1]), lora_b)
+        if not out.is_contiguous():
+            out = out.contiguous()
+        out.view(-1, out.shape[-1]).addmm_(hidden.reshape(-1, hidden.shape[-1]), lora_b_t)
         return out
 
 

@@ -59,13 +59,12 @@ class HoEModel(nn.Module):
             layer = MixtureLoraLinear(linear[module], module_factors, block)
             base.set_submodule(module, layer)
             self.mixture_layers[module] = layer
+        self._routing_hooks: list[Any] = []
         self.routers = nn.ModuleDict()
         hidden = base.config.get_text_config().hidden_size
         for index, anchor in enumerate(config.anchors):
             if anchor.has_router:
-                self.routers[str(index)] = self._new_router(hidden, anchor)
-        for block_index, block in enumerate(blocks):
-            block.register_forward_pre_hook(functools.partial(route_block, block_index), with_kwargs=True)
+                self._set_router(index, self._new_router(hidden, anchor))
         self._anchor_points = np.array([a.preference for a in config.anchors], dtype=np.float64)
         self._fixed_mix = torch.zeros(len(config.anchors), len(config.experts))
         for index, anchor in enumerate(config.anchors):
@@ -144,8 +143,16 @@ class HoEModel(nn.Module):
             self._fixed_mix = torch.cat([self._fixed_mix, torch.zeros(1, len(self.config.experts))])
         self._fixed_mix[index] = 0.0
         hidden = self.base.config.get_text_config().hidden_size
-        self.routers[str(index)] = self._new_router(hidden, anchor)
+        self._set_router(index, self._new_router(hidden, anchor))
         return index
+
+    def _set_router(self, index: int, router: RouterExpert) -> None:
+        """Make ``router`` anchor ``index``'s, hooking routing into the blocks with the first router (a model
+        without routers runs its blocks unhooked)."""
+        self.routers[str(index)] = router
+        if not self._routing_hooks:
+            self._routing_hooks = [block.register_forward_pre_hook(functools.partial(route_block, i), with_kwargs=True)
+                                   for i, block in enumerate(self.base.get_submodule(self.config.blocks))]
 
     # ----------------------------------------------------------------- routing
     @property
