@@ -169,3 +169,42 @@ def test_a_plain_model_is_served_without_preferences(tiny_model_path, tmp_path):
         assert httpx.get(server.url + "/v1/models").json()["data"][0]["objectives"] == []
     finally:
         server.stop()
+
+
+class SlowTokenizer:
+    """A tokenizer that takes ``delay`` seconds per call (a very long prompt), otherwise the real one."""
+
+    def __init__(self, tokenizer, delay: float):
+        self._tokenizer, self._delay = tokenizer, delay
+
+    def __call__(self, *args, **kwargs):
+        time.sleep(self._delay)
+        return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+def test_tokenizing_a_prompt_does_not_hold_up_other_requests(hoe_dir):
+    import dataclasses
+
+    from moalign.serve.app import create_app
+    from moalign.serve.model import load_served_model
+
+    served = load_served_model(hoe_dir, name="hoe")
+    app = create_app(dataclasses.replace(served, tokenizer=SlowTokenizer(served.tokenizer, delay=1.0)))
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://moalign", timeout=60) as client:
+                body = {"model": "hoe", "messages": MESSAGES, "max_tokens": 4, "temperature": 0}
+                completion = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+                started = time.monotonic()
+                await asyncio.sleep(0.2)  # the chat request is being tokenized meanwhile (1 s)
+                health = await client.get("/health")
+                return health, time.monotonic() - started, await completion
+
+    health, waited, completion = asyncio.run(scenario())
+    assert health.status_code == 200 and waited < 0.7, waited  # on the event loop the tokenizer would hold it 1 s
+    assert completion.status_code == 200 and completion.json()["choices"][0]["message"]["content"]

@@ -143,6 +143,28 @@ def test_rollout_log_probs_do_not_depend_on_padding_and_sampling_leaves_the_glob
             torch.testing.assert_close(batched[i, :n], alone[0, :n], rtol=1e-4, atol=1e-5)
 
 
+def test_decode_engine_samples_do_not_depend_on_the_batch_size_and_end_with_eos(tiny_model_path):
+    from moalign.models.decoding import eos_ids
+    from moalign.train.rollout import DecodeEngine
+
+    model, tokenizer = load_model(tiny_model_path).eval(), load_tokenizer(tiny_model_path)
+    prompts = [tokenizer(text)["input_ids"] for text in ("hello there my friend", "hi", "what is a tree", "ok")]
+    settings = dict(max_new_tokens=12, temperature=1.0, top_p=0.9, top_k=50, seed=5)
+    state = torch.get_rng_state()
+    whole = DecodeEngine(tokenizer, eos_ids(model, tokenizer)).generate(model, prompts, **settings)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert whole == DecodeEngine(tokenizer, eos_ids(model, tokenizer), batch_size=3).generate(model, prompts, **settings)
+    assert whole != DecodeEngine(tokenizer, eos_ids(model, tokenizer)).generate(model, prompts, **{**settings, "seed": 6})
+    for response in whole:
+        assert 0 < len(response) <= 12 and all(t not in eos_ids(model, tokenizer) for t in response[:-1])
+    greedy = DecodeEngine(tokenizer, [tokenizer.eos_token_id]).generate(model, prompts[:1], **{**settings, "temperature": 0.0})
+    reference = model.generate(input_ids=torch.tensor([prompts[0]]), max_new_tokens=12, do_sample=False,
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)[0, len(prompts[0]):]
+    expected = reference.tolist()
+    assert greedy[0] == (expected[:expected.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in expected
+                         else expected)
+
+
 def test_sampling_ignores_the_models_generation_config_and_log_probs_follow_the_temperature(tiny_model_path):
     """The rollout samples from the policy the PPO ratio describes: top_k comes from the RL config (0: the whole
     distribution), never from the model's generation config, and the log-probs are those of logits / temperature."""
@@ -212,8 +234,8 @@ def test_prompt_sources_alpaca_eval_instructions_hh_dialogues_and_the_bundled_ta
     assert all(isinstance(p, list) and p[-1]["role"] == "user" for p in dialogues)
     assert len({json.dumps(p) for p in dialogues}) == len(dialogues)  # distinct
     assert len(load_rl_prompts(config("tiny", tmp_path))) > 300  # the bundled instructions
-    with pytest.raises(ConfigError, match="unknown prompt_adapter"):
-        load_rl_prompts(config("tiny", tmp_path, task=None, prompt_files=["x.jsonl"], prompt_adapter="csv"))
+    with pytest.raises(ConfigError, match="unknown prompt_adapter"):  # when the config is made, before any file is read
+        config("tiny", tmp_path, task=None, prompt_files=["x.jsonl"], prompt_adapter="csv")
 
 
 def test_example_configs_load():

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from moalign.config import ConfigError
-from moalign.models.decoding import decode, eos_ids, model_step
+from moalign.models.decoding import eos_ids
 from moalign.hoe.model import HoEModel
 from moalign.objectives import build_rewards
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
 from moalign.train.rl_prompts import load_rl_prompts
+from moalign.train.rollout import DecodeEngine
 
 
 @dataclass
@@ -88,35 +88,6 @@ class AnchorPolicy(nn.Module):
         self.hoe.save_pretrained(directory)
 
 
-class HoEEngine:
-    """Rollouts from a HoE policy with moalign's decoding loop (per-row generators; eos kept at the end)."""
-
-    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64):
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos = list(eos_token_ids)
-        self.batch_size = batch_size
-
-    @torch.no_grad()
-    def generate(self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
-        from moalign.models.generation import left_pad
-
-        device = next(model.parameters()).device
-        responses: list[list[int]] = []
-        for start in range(0, len(prompt_ids), self.batch_size):
-            chunk = prompt_ids[start:start + self.batch_size]
-            input_ids, attention_mask = left_pad(chunk, self.pad)
-            seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(len(chunk))]
-            responses.extend(decode(model_step(model), input_ids.to(device), attention_mask.to(device),
-                                    max_new_tokens=max_new_tokens, eos_token_ids=self.eos, pad_token_id=self.pad,
-                                    temperature=temperature, top_p=top_p, top_k=top_k,
-                                    seeds=seeds, keep_eos=True))
-        return responses
-
-    def sync_weights(self, model: nn.Module) -> None:
-        """Nothing to do: generation runs on the policy being trained."""
-
-
 def calibrate_ideal_point(hoe: HoEModel, scorers: Sequence[Any], prompts: Sequence[Any], *, max_new_tokens: int,
                           temperature: float, seed: int) -> list[float]:
     """Per objective, the mean reward of its single-objective expert (one-hot preference) on ``prompts``."""
@@ -153,7 +124,7 @@ class HoERouterTrainer(MultiObjectiveRLTrainer):
         self.ideal = list(c.rule_options["ideal"])
         c.model = hoe.config.base_model
         policy = AnchorPolicy(hoe, c.preference)
-        engine = HoEEngine(hoe.tokenizer, eos_ids(hoe.base, hoe.tokenizer))
+        engine = DecodeEngine(hoe.tokenizer, eos_ids(hoe.base, hoe.tokenizer))
         super().__init__(c, model=policy, processing_class=hoe.tokenizer, rewards=scorers, engine=engine)
 
     def evaluate(self) -> dict[str, dict[str, float]]:

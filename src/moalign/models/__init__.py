@@ -1,6 +1,6 @@
 """Models: load causal LMs by name or path, the offline default (SmolLM2) and tiny test models, LoRA."""
 
-from moalign.models.generation import generate_responses, render_conversation, render_prompt
+from moalign.models.generation import generate_responses, padding_id, render_conversation, render_prompt
 from moalign.models.loading import (
     DEFAULT_MODEL_ALIASES,
     DEFAULT_MODEL_HUB_ID,
@@ -28,6 +28,7 @@ __all__ = [
     "generate_responses",
     "load_model",
     "load_tokenizer",
+    "padding_id",
     "portable_model_name",
     "prepare_default_model",
     "prepare_gguf_model",

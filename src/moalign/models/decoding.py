@@ -188,11 +188,11 @@ def generate_texts(
     never changed); ``make_step(rows)`` gives the step for the rows ``prompts[rows]``."""
     from tqdm.auto import tqdm
 
-    from moalign.models.generation import left_pad, render_prompt
+    from moalign.models.generation import left_pad, padding_id, render_prompt
 
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = padding_id(tokenizer)
     outputs: list[str] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
         rows = slice(start, start + batch_size)

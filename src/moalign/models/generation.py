@@ -30,6 +30,12 @@ def render_conversation(tokenizer: Any, prompt: str | list[dict[str, str]], resp
     return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + f"assistant: {response}"
 
 
+def padding_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token (read, never set on
+    the tokenizer, which concurrent callers share)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask)`` of token-id rows padded on the left, as generation wants them."""
     width = max(len(r) for r in rows)

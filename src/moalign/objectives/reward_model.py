@@ -27,9 +27,9 @@ def encode_conversations(tokenizer: Any, prompts: Sequence[Any], responses: Sequ
     """Right-padded ``input_ids`` and ``attention_mask`` of the rendered exchanges, as reward models are trained
     and scored on them. A text over ``max_length`` tokens keeps its last tokens (the response, which is what is
     judged). The padding is built here, so a shared tokenizer is never changed."""
-    from moalign.models import render_conversation
+    from moalign.models import padding_id, render_conversation
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = padding_id(tokenizer)
     if pad is None:
         raise ValueError("the reward model's tokenizer has neither a pad nor an eos token to pad with")
     encoded = [tokenizer(render_conversation(tokenizer, p, r), add_special_tokens=False)["input_ids"][-max_length:]
@@ -110,12 +110,12 @@ def load_reward_model(name_or_path: str, *, dtype: str | torch.dtype = "float32"
     on the model's config (the last non-pad token is where it reads its score)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from moalign.models import resolve_dtype
+    from moalign.models import padding_id, resolve_dtype
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=resolve_dtype(dtype))
     if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model.config.pad_token_id = padding_id(tokenizer)
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer

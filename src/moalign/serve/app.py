@@ -12,7 +12,8 @@ import math
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -93,6 +94,14 @@ class ServerState:
         self.batcher = Batcher(served, self.metrics, max_batch_size=config.max_batch_size,
                                batch_window_s=config.batch_window_ms / 1000, max_queue=config.max_queue)
         self.draining = False
+        # Rendering a chat template and tokenizing a long prompt take milliseconds: a thread of their own keeps
+        # them off the event loop (other requests keep streaming) and tokenizes one request at a time.
+        self.tokenizer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moalign-tokenize")
+
+    async def encode(self, encode: Callable[[Any], list[int]], items: Sequence[Any]) -> list[list[int]]:
+        """``[encode(item) for item in items]``, run on the tokenizer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.tokenizer_thread,
+                                                                lambda: [encode(item) for item in items])
 
 
 def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAPI:
@@ -105,6 +114,7 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
         state.batcher.start()
         yield
         state.batcher.close()
+        state.tokenizer_thread.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="moalign", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.moalign = state
@@ -167,12 +177,12 @@ def create_app(served: ServedModel, config: ServeConfig | None = None) -> FastAP
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await _parse(request, ChatCompletionRequest)
-        return await _complete(request, body, [served.encode_chat(body.conversation())], chat=True)
+        return await _complete(request, body, await state.encode(served.encode_chat, [body.conversation()]), chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = await _parse(request, CompletionRequest)
-        return await _complete(request, body, [served.encode_text(p) for p in body.prompts()], chat=False)
+        return await _complete(request, body, await state.encode(served.encode_text, body.prompts()), chat=False)
 
     async def _parse(request: Request, model_type):
         from pydantic import ValidationError

@@ -18,7 +18,7 @@ import torch
 
 from moalign.errors import MoalignError
 from moalign.models.decoding import Step, default_top_k, eos_ids, model_step
-from moalign.models.generation import render_prompt
+from moalign.models.generation import padding_id, render_prompt
 from moalign.preference import PreferenceError, normalize_preference
 
 
@@ -55,8 +55,7 @@ class ServedModel:
 
     @property
     def pad_token_id(self) -> int:
-        tok = self.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return padding_id(self.tokenizer)
 
     @property
     def top_k(self) -> int:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from moalign.config import config_to_dict
 from moalign.data import DataError, PreferenceDataset, StepSampler, load_training_data
 from moalign.data.collate import pair_labels
-from moalign.models import LoraSpec, add_lora, load_tokenizer, resolve_dtype, resolve_model_path
+from moalign.models import LoraSpec, add_lora, load_tokenizer, padding_id, resolve_dtype, resolve_model_path
 from moalign.moo import get_rule
 from moalign.objectives.reward_model import encode_conversations, sequence_rewards
 from moalign.stats import wilson_interval
@@ -73,7 +73,7 @@ class RewardModelTrainer(TrainerBase):
             raise DataError("the training data has no objectives (K = 0)")
         self.tokenizer = processing_class if processing_class is not None else load_tokenizer(config.model)
         if model is None:
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            pad = padding_id(self.tokenizer)
             model = load_reward_backbone(config.model, self.objectives, dtype=config.dtype, pad_token_id=pad)
         if model.config.num_labels != len(self.objectives):
             raise ValueError(f"the model has {model.config.num_labels} output(s) for {len(self.objectives)} objectives")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moalign.config import ConfigError
-from moalign.data import ADAPTERS, DataError, distinct_prompts, load_prompts
+from moalign.data import DataError, distinct_prompts, load_prompts
 
 
 def load_rl_prompts(config: Any) -> list[Any]:
@@ -15,8 +14,6 @@ def load_rl_prompts(config: Any) -> list[Any]:
         from moalign.tasks import bundled_prompts
 
         distinct = distinct_prompts(bundled_prompts(seed=config.seed))
-    elif config.prompt_adapter != "prompts" and config.prompt_adapter not in ADAPTERS:
-        raise ConfigError(f"unknown prompt_adapter {config.prompt_adapter!r}; use prompts or one of {sorted(ADAPTERS)}")
     else:
         distinct = load_prompts(config.prompt_files, config.prompt_adapter)
     if not distinct:

@@ -18,12 +18,13 @@ Value heads read the policy's final hidden state at rollout time, detached, so t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from moalign.config import ConfigError, config_to_dict
 from moalign.data import StepSampler
-from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, render_prompt
+from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, padding_id, render_prompt
 from moalign.moo import PAMA, get_rule, noon_indicator
 from moalign.moo.tchebycheff import OnlineTchebycheff
 from moalign.objectives import RewardError, RunningWhitening, build_rewards
@@ -89,7 +90,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
                            if c.preference is not None else torch.full((len(self.objectives),), 1 / len(self.objectives),
                                                                        dtype=torch.float64))
         self.tokenizer = processing_class if processing_class is not None else load_tokenizer(c.model)
-        self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.pad = padding_id(self.tokenizer)
         model = model if model is not None else load_model(c.model, dtype=c.dtype)
         self.frozen_reference = None
         if c.use_lora:
@@ -147,22 +148,28 @@ class MultiObjectiveRLTrainer(TrainerBase):
     def policy(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
+    @contextlib.contextmanager
+    def unsharded_root(self) -> Iterator[None]:
+        """Under FSDP2, the root's own parameters (embeddings, head) gathered for the whole block: generation calls
+        the model inside the sharded root (PEFT's generate), whose hooks would gather them at every step."""
+        if not self.accelerator.is_fsdp2:
+            yield
+            return
+        self.model.unshard()
+        try:
+            yield
+        finally:
+            self.model.reshard()
+
     @torch.no_grad()
     def sample(self, prompts: Sequence[Any], seed: int) -> tuple[list[list[int]], list[list[int]], list[str]]:
         """``(prompt_ids, response_ids, response_texts)`` of one sample per prompt."""
         c = self.config
         prompt_ids = [self.encode(p) for p in prompts]
         policy = self.policy().eval()
-        # Under FSDP2 generation calls the model inside the sharded root (PEFT's generate), whose hooks would
-        # gather the root's own parameters (embeddings, head): gather them for the whole generation instead.
-        if self.accelerator.is_fsdp2:
-            self.model.unshard()
-        try:
+        with self.unsharded_root():
             responses = self.engine.generate(policy, prompt_ids, max_new_tokens=c.max_new_tokens,
                                              temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, seed=seed)
-        finally:
-            if self.accelerator.is_fsdp2:
-                self.model.reshard()
         texts = [t.strip() for t in self.tokenizer.batch_decode(responses, skip_special_tokens=True)]
         return prompt_ids, [r if r else [self.tokenizer.eos_token_id] for r in responses], texts
 

@@ -2,7 +2,8 @@
 
 Generation sits behind :class:`RolloutEngine`, a two-method interface, so the default engine
 (:class:`GenerateEngine`: transformers' ``generate`` with its KV cache, batched, sampling parameters) can be
-replaced by a faster one on GPUs. A vLLM engine, for instance, would hold an ``vllm.LLM`` of the same base
+replaced: by :class:`DecodeEngine` (moalign's own decoding loop, for policies ``generate`` cannot drive), or by a
+faster one on GPUs. A vLLM engine, for instance, would hold an ``vllm.LLM`` of the same base
 model, load the policy's current weights in ``sync_weights`` (for LoRA, save the adapter and pass a
 ``LoRARequest``), and return ``[output.token_ids for output in llm.generate(prompt_token_ids=...,
 sampling_params=SamplingParams(n=1, temperature=..., top_p=..., top_k=..., max_tokens=..., seed=...))]``. moalign does not
@@ -15,14 +16,15 @@ position ids, so the training forward sees the same positions as generation did.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from moalign.models import token_logprobs
-from moalign.models.generation import left_pad
+from moalign.models.decoding import decode, model_step
+from moalign.models.generation import left_pad, padding_id
 
 
 class RolloutEngine(Protocol):
@@ -37,6 +39,14 @@ class RolloutEngine(Protocol):
         """Called after each optimizer step: an engine with its own copy of the weights refreshes it here."""
 
 
+def left_padded_chunks(prompt_ids: Sequence[Sequence[int]], pad: int, batch_size: int, device: torch.device
+                       ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(first row, input_ids, attention_mask)`` of each chunk of ``batch_size`` prompts, left-padded, on ``device``."""
+    for start in range(0, len(prompt_ids), batch_size):
+        input_ids, attention_mask = left_pad(prompt_ids[start:start + batch_size], pad)
+        yield start, input_ids.to(device), attention_mask.to(device)
+
+
 class GenerateEngine:
     """transformers' ``generate`` on the policy itself (no weight copy to sync), in batches of ``batch_size``.
 
@@ -45,7 +55,7 @@ class GenerateEngine:
     until all are done, as a sharded (FSDP) model needs: each step is a collective."""
 
     def __init__(self, tokenizer: Any, batch_size: int = 64, *, synced_gpus: bool = False):
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad = padding_id(tokenizer)
         self.eos = tokenizer.eos_token_id
         self.batch_size = batch_size
         self.synced_gpus = synced_gpus
@@ -59,14 +69,40 @@ class GenerateEngine:
         responses: list[list[int]] = []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            for start in range(0, len(prompt_ids), self.batch_size):
-                chunk = prompt_ids[start:start + self.batch_size]
-                input_ids, attention_mask = left_pad(chunk, self.pad)
-                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                     max_new_tokens=max_new_tokens, pad_token_id=self.pad, eos_token_id=self.eos,
-                                     synced_gpus=self.synced_gpus, **sampling)
+            for _, input_ids, attention_mask in left_padded_chunks(prompt_ids, self.pad, self.batch_size, device):
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                     pad_token_id=self.pad, eos_token_id=self.eos, synced_gpus=self.synced_gpus,
+                                     **sampling)
                 for row in out[:, input_ids.shape[1]:].tolist():
                     responses.append(row[:row.index(self.eos) + 1] if self.eos in row else row)
+        return responses
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Nothing to do: generation runs on the policy being trained."""
+
+
+class DecodeEngine:
+    """moalign's decoding loop (:func:`moalign.models.decoding.decode`) on the policy itself, for policies
+    ``generate`` cannot drive (a HoE model pinned to a preference): any module whose forward takes a causal LM's
+    arguments. Sample ``i`` of a call draws from its own generator, seeded from the call's seed and ``i``, so a
+    response depends on its prompt, the seed and its place in the call, not on ``batch_size``; responses keep their
+    end-of-sequence token, as :class:`Rollout` expects."""
+
+    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64):
+        self.pad = padding_id(tokenizer)
+        self.eos = list(eos_token_ids)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
+        device = next(model.parameters()).device
+        responses: list[list[int]] = []
+        for start, input_ids, attention_mask in left_padded_chunks(prompt_ids, self.pad, self.batch_size, device):
+            seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(input_ids.shape[0])]
+            responses.extend(decode(model_step(model), input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                                    eos_token_ids=self.eos, pad_token_id=self.pad, temperature=temperature,
+                                    top_p=top_p, top_k=top_k, seeds=seeds, keep_eos=True))
         return responses
 
     def sync_weights(self, model: torch.nn.Module) -> None:
