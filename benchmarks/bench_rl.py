@@ -2,7 +2,7 @@
 
     .venv/bin/pip install trl==1.16.0   # the anchor; not a moalign dependency
     python benchmarks/bench_rl.py [--steps 8] [--rounds 2] [--prompts 4 --generations 4 --tokens 32] [--threads 2]
-                                  [--mixed-precision no|bf16]
+                                  [--mixed-precision no|bf16] [--engine generate|decode]
 
 Every configuration trains a LoRA adapter (r 8, all linear layers) on the same freshly built Llama (26M
 parameters by default) at the same precision (``--mixed-precision``: TRL's configs default to bf16 autocast,
@@ -16,7 +16,8 @@ generation length, a KL penalty to the reference (adapters disabled) on both sid
 * ``pama_gae``: moalign PAMA with one value head per objective and GAE;
 * ``morlhf_gae``: moalign MORLHF (weights 1/3) with value heads, for scale.
 
-Each round runs every configuration once; the table shows median step times (first 2 steps of a run
+``--engine decode`` samples moalign's rollouts with its own decoding loop (``DecodeEngine``) instead of
+``generate``. Each round runs every configuration once; the table shows median step times (first 2 steps of a run
 dropped), their ratio to TRL's in the same round, and for moalign the share of the step spent in
 generation, rewards, the rollout's log-prob/value passes, the update, and PAMA's closed-form solve.
 """
@@ -37,9 +38,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from moalign.models import build_tiny_model  # noqa: E402
+from moalign.models.decoding import eos_ids  # noqa: E402
 from moalign.objectives import get_scorer  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer  # noqa: E402
+from moalign.train.rollout import DecodeEngine  # noqa: E402
 
 OBJECTIVES = ("concise", "readable", "warm")
 
@@ -64,6 +67,8 @@ def time_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage:
         output_dir=out, overwrite_output_dir=True, lora_r=8, lora_alpha=16, mixed_precision=args.mixed_precision,
         seed=0, max_prompts=args.prompts * (args.steps + 2))  # TRL's prompts: bundled_prompts(n, seed=0)
     trainer = MultiObjectiveRLTrainer(config)
+    if args.engine == "decode":
+        trainer.engine = DecodeEngine(trainer.tokenizer, eos_ids(trainer.policy(), trainer.tokenizer))
     phases: dict[str, float] = defaultdict(float)
     trainer.engine.generate = timed(phases, "generation", trainer.engine.generate)
     trainer.score = timed(phases, "rewards", trainer.score)
@@ -138,12 +143,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", help="a causal LM folder instead of the built Llama")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast on both sides")
+    parser.add_argument("--engine", default="generate", choices=["generate", "decode"],
+                        help="moalign's rollouts: transformers' generate (the default) or moalign's decoding loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or str(build_tiny_model(f"{tmp}/llama", hidden_size=args.hidden, num_layers=args.layers))
         print(f"model {model_dir}, {args.prompts} prompts x {args.generations} samples x {args.tokens} tokens, "
-              f"K = {len(OBJECTIVES)}, {args.threads} threads, {args.steps} steps per run, mixed precision {args.mixed_precision}")
+              f"K = {len(OBJECTIVES)}, {args.threads} threads, {args.steps} steps per run, mixed precision {args.mixed_precision}, "
+              f"moalign rollouts by {args.engine}")
         print("| round | configuration | median step (s) | ratio to TRL | generation | rewards | rollout passes | update | pama solve |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in range(args.rounds):
