@@ -148,15 +148,16 @@ def test_decode_engine_samples_do_not_depend_on_the_batch_size_and_end_with_eos(
     from moalign.train.rollout import DecodeEngine
 
     model, tokenizer = load_model(tiny_model_path).eval(), load_tokenizer(tiny_model_path)
+    eos = eos_ids(model, tokenizer)
     prompts = [tokenizer(text)["input_ids"] for text in ("hello there my friend", "hi", "what is a tree", "ok")]
     settings = dict(max_new_tokens=12, temperature=1.0, top_p=0.9, top_k=50, seed=5)
     state = torch.get_rng_state()
-    whole = DecodeEngine(tokenizer, eos_ids(model, tokenizer)).generate(model, prompts, **settings)
+    whole = DecodeEngine(tokenizer, eos).generate(model, prompts, **settings)
     assert torch.equal(torch.get_rng_state(), state)
-    assert whole == DecodeEngine(tokenizer, eos_ids(model, tokenizer), batch_size=3).generate(model, prompts, **settings)
-    assert whole != DecodeEngine(tokenizer, eos_ids(model, tokenizer)).generate(model, prompts, **{**settings, "seed": 6})
-    for response in whole:
-        assert 0 < len(response) <= 12 and all(t not in eos_ids(model, tokenizer) for t in response[:-1])
+    assert whole == DecodeEngine(tokenizer, eos, batch_size=3).generate(model, prompts, **settings)
+    assert whole != DecodeEngine(tokenizer, eos).generate(model, prompts, **{**settings, "seed": 6})
+    for response in whole:  # an end-of-sequence token, when sampled, ends the response and is kept
+        assert 0 < len(response) <= 12 and all(t not in eos for t in response[:-1])
     greedy = DecodeEngine(tokenizer, [tokenizer.eos_token_id]).generate(model, prompts[:1], **{**settings, "temperature": 0.0})
     reference = model.generate(input_ids=torch.tensor([prompts[0]]), max_new_tokens=12, do_sample=False,
                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)[0, len(prompts[0]):]

@@ -2,7 +2,7 @@
 
 from moalign.data.adapters import ADAPTERS, hh_prompt_to_messages, split_hh_dialogue
 from moalign.data.loaders import load_preference_data, read_records, save_preference_data
-from moalign.data.prompt_sets import PromptSet, distinct_prompts, load_prompt_set, load_prompts
+from moalign.data.prompt_sets import PromptSet, check_prompt_adapter, distinct_prompts, load_prompt_set, load_prompts
 from moalign.data.sampler import LEFTOVER_RULES, StepSampler
 from moalign.data.schema import (
     DataError,
@@ -37,6 +37,7 @@ __all__ = [
     "load_prompt_set",
     "load_prompts",
     "distinct_prompts",
+    "check_prompt_adapter",
     "load_training_data",
     "make_pair",
     "parse_label",

@@ -98,17 +98,24 @@ def distinct_prompts(prompts: Iterable[Any]) -> list[Any]:
     return distinct
 
 
+def check_prompt_adapter(adapter: str, name: str = "prompt adapter") -> None:
+    """Raise :class:`DataError` unless ``adapter`` reads prompts: ``prompts`` (prompt files) or one of
+    :data:`ADAPTERS` (the prompts of preference files); ``name`` is what the message calls it."""
+    from moalign.data.adapters import ADAPTERS
+
+    if adapter != "prompts" and adapter not in ADAPTERS:
+        raise DataError(f"unknown {name} {adapter!r}; use prompts or one of {sorted(ADAPTERS)}")
+
+
 def load_prompts(sources: Sequence[str | os.PathLike[str]], adapter: str = "prompts") -> list[Any]:
     """The distinct prompts of ``sources`` in file order: prompt files (``adapter`` ``prompts``: field prompt or
     instruction) or preference files read through one of :data:`ADAPTERS` (HH-RLHF dialogues stay chat message
     lists, so a model sees every earlier turn)."""
-    from moalign.data.adapters import ADAPTERS
     from moalign.data.loaders import load_preference_data
 
+    check_prompt_adapter(adapter)
     if adapter == "prompts":
         prompts: list[Any] = [p for source in sources for p in load_prompt_set(source).prompts]
-    elif adapter in ADAPTERS:
-        prompts = [pair.prompt for source in sources for pair in load_preference_data(source, adapter=adapter).pairs]
     else:
-        raise DataError(f"unknown prompt adapter {adapter!r}; use prompts or one of {sorted(ADAPTERS)}")
+        prompts = [pair.prompt for source in sources for pair in load_preference_data(source, adapter=adapter).pairs]
     return distinct_prompts(prompts)

@@ -125,7 +125,6 @@ class MixtureLoraLinear(nn.Module):
         self.lora_B_t = nn.Parameter(b.t().contiguous().to(weight.device), requires_grad=False)
         self.ranks = [int(f[0].shape[0]) for f in factors]
         self.rank_layout = tuple(self.ranks)
-        self.ranks_total = sum(self.ranks)
         owner = torch.repeat_interleave(torch.arange(len(self.ranks)), torch.tensor(self.ranks, dtype=torch.long))
         self.register_buffer("expert_of_rank", owner.to(weight.device), persistent=False)
 
@@ -146,7 +145,7 @@ class MixtureLoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        if not self.ranks_total:
+        if self.lora_A.shape[0] == 0:
             return out
         rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
         hidden = nn.functional.linear(x, self.lora_A) * rank_weights

@@ -112,7 +112,7 @@ class MultiObjectiveRLConfig(TrainingConfig):
     output_dir: str = "runs/rl"
 
     def __post_init__(self) -> None:
-        from moalign.data import ADAPTERS
+        from moalign.data import DataError, check_prompt_adapter
         from moalign.moo import ADVANTAGE_RULES, RULES, get_rule
         from moalign.objectives import parse_reward_spec
         from moalign.train.ppo import KL_ESTIMATORS
@@ -155,8 +155,10 @@ class MultiObjectiveRLConfig(TrainingConfig):
             raise ConfigError(f"unknown task {self.task!r}; RL prompts come from task: bundled or prompt_files")
         if self.task is None and not self.prompt_files:
             raise ConfigError("no prompts: set prompt_files (or task: bundled)")
-        if self.prompt_adapter != "prompts" and self.prompt_adapter not in ADAPTERS:
-            raise ConfigError(f"unknown prompt_adapter {self.prompt_adapter!r}; use prompts or one of {sorted(ADAPTERS)}")
+        try:
+            check_prompt_adapter(self.prompt_adapter, "prompt_adapter")
+        except DataError as error:
+            raise ConfigError(str(error)) from None
         for name in ("max_new_tokens", "num_generations", "ppo_epochs", "num_mini_batches", "max_prompt_length",
                      "kl_horizon"):
             if getattr(self, name) < 1:
