@@ -1,7 +1,8 @@
-"""Run the first steps of a DPO run on a fixed dataset with uneven labels and save each step's ``.grad``.
+"""Run the first steps of a DPO run on a fixed dataset with uneven labels, save each step's ``.grad``, then
+evaluate on 9 held-out pairs.
 
 Used in one process (imported) and in two (``torchrun ... step_worker.py OUT KEY=VALUE ...``): the runs
-must compute the same update whatever the layout of micro-batches and processes.
+must compute the same update and the same evaluation whatever the layout of batches and processes.
 """
 
 from __future__ import annotations
@@ -36,13 +37,26 @@ def uneven_dataset(num_pairs: int = 24) -> PreferenceDataset:
     return PreferenceDataset(pairs, tuple(OBJECTIVES))
 
 
+def held_out_dataset() -> PreferenceDataset:
+    """9 pairs after the training pairs: with two processes and batches of 4, one process runs a filler batch."""
+    return PreferenceDataset(uneven_dataset(33).pairs[24:], tuple(OBJECTIVES))
+
+
+def end(trainer) -> None:
+    """Leave as a training script should: a process that exits with its gloo group alive while the other still
+    finishes the last collective aborts ("terminate called without an active exception")."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+
+
 def step_gradients(model_path: str, out: Path, steps: int = 3, **options) -> list[dict]:
-    """Train ``steps`` steps, saving each step's ``.grad`` (by parameter name) as ``out/grad-<step>.safetensors``."""
+    """Train ``steps`` steps, saving each step's ``.grad`` (by parameter name) as ``out/grad-<step>.safetensors``,
+    then evaluate on the held-out pairs (``out/eval-<rank>.json``); returns each step's metrics."""
     base = dict(model=model_path, objectives=OBJECTIVES, use_lora=True, max_steps=steps, max_length=64,
                 max_prompt_length=24, learning_rate=1e-3, logging_steps=0, eval_before=False,
                 output_dir=str(out / "run"))
     config = MultiObjectiveDPOConfig(**{**base, **options})
-    trainer = MultiObjectiveDPOTrainer(config, train_dataset=uneven_dataset())
+    trainer = MultiObjectiveDPOTrainer(config, train_dataset=uneven_dataset(), eval_dataset=held_out_dataset())
     model = trainer.accelerator.unwrap_model(trainer.model)
     records = []
     for step in range(steps):
@@ -52,7 +66,10 @@ def step_gradients(model_path: str, out: Path, steps: int = 3, **options) -> lis
             save_file(grads, str(out / f"grad-{step}.safetensors"))
         trainer.apply_gradients(step)
         records.append({"metrics": metrics, "rule": trainer.rule.state_dict()})
-    (out / f"records-{trainer.accelerator.process_index}.json").write_text(json.dumps(records, default=str))
+    rank = trainer.accelerator.process_index
+    (out / f"records-{rank}.json").write_text(json.dumps(records, default=str))
+    (out / f"eval-{rank}.json").write_text(json.dumps(trainer.evaluate()))
+    end(trainer)
     return records
 
 

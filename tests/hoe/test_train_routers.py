@@ -2,6 +2,7 @@
 bundled task, starting from experts trained here by RL; only the router changes, and the result loads back."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +69,34 @@ def test_train_routers_on_the_command_line(hoe_dir, tmp_path):
     trained = HoEModel.from_pretrained(tmp_path / "cli" / "final")
     assert trained.config.anchors[-1].has_router and trained.config.anchors[-1].preference == pytest.approx([0.3, 0.7])
     assert '"tchebycheff"' in out.stdout
+
+
+def test_router_training_under_fsdp2_matches_data_parallel_and_resumes(hoe_dir, tmp_path):
+    """Two processes, data-parallel and sharded (FSDP2: generation synced across ranks, the saved model rebuilt whole
+    from the gathered weights), train the same router; the sharded run resumed from its step-2 checkpoint ends there
+    too, and only the router differs from the HoE model trained from."""
+    from helpers import run, two_processes
+    from safetensors.torch import load_file
+
+    fsdp_worker = str(Path(__file__).resolve().parents[1] / "train" / "fsdp_cpu_worker.py")
+    fsdp_env = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+                "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
+    args = ["hoe", "train-routers", "--hoe", str(hoe_dir), "--rewards", ",".join(OBJECTIVES), "--task", "bundled",
+            "--max_steps", "3", "--save_steps", "2", "--eval_prompts", "5", "--per_device_batch_size", "4",
+            "--max_new_tokens", "8", "--ideal_point", "0,0", "--learning_rate", "3e-2", "--eval_before", "false"]
+    run(two_processes("-m", "moalign", *args, "--output_dir", str(tmp_path / "ddp")), tmp_path)
+    run(two_processes(fsdp_worker, *args, "--output_dir", str(tmp_path / "fsdp")), tmp_path, **fsdp_env)
+    run(two_processes(fsdp_worker, *args, "--output_dir", str(tmp_path / "resumed"),
+                      "--resume", str(tmp_path / "fsdp" / "checkpoint-2")), tmp_path, **fsdp_env)
+    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
+    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    saved = {name: load_file(str(tmp_path / name / "final" / "hoe_model.safetensors")) for name in ("ddp", "fsdp", "resumed")}
+    original = load_file(str(hoe_dir / "hoe_model.safetensors"))
+    router = {k for k in saved["fsdp"] if k not in original}
+    assert router and all(k.startswith("routers.") for k in router)
+    for key, value in saved["fsdp"].items():
+        torch.testing.assert_close(value, saved["ddp"][key], rtol=1e-4, atol=1e-6, msg=key)
+        assert torch.equal(value, saved["resumed"][key]), key
+        if key in original:
+            assert torch.equal(value, original[key]), key  # experts untouched
+    assert HoEModel.from_pretrained(tmp_path / "fsdp" / "final").config.anchors[-1].has_router

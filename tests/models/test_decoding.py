@@ -76,3 +76,29 @@ def test_chat_prompts_without_a_chat_template_render_as_reward_models_read_them(
     assert rendered == "system: Be brief.\nuser: hello cat\nassistant: "
     assert render_conversation(tokenizer, turns, "meow") == rendered + "meow"
     assert render_prompt(tokenizer, "hello cat") == "hello cat"
+
+
+def test_a_process_done_early_keeps_stepping_until_every_process_is_done(tiny_model_path):
+    """Synced decoding (a sharded model: every forward a collective): this process's rows end after a few tokens but
+    other processes are not done, so it steps on to the common budget, its outputs unchanged."""
+    model, tokenizer = load_model(tiny_model_path), load_tokenizer(tiny_model_path)
+    ids, mask = _batch(tokenizer, PROMPTS[:2])
+    common = dict(eos_token_ids=[], pad_token_id=tokenizer.pad_token_id, max_new_tokens=10, temperature=1.0, seeds=[3, 4])
+    alone = decode(model_step(model), ids, mask, on_token=lambda row, tokens: len(tokens) == 2 + row, **common)
+    forwards, asked = [], []
+    step = model_step(model)
+
+    def counted(*args):
+        forwards.append(1)
+        return step(*args)
+
+    def others_busy_for(steps):
+        def all_done(done_here):
+            asked.append(done_here)
+            return done_here and len(asked) > steps
+        return all_done
+
+    synced = decode(counted, ids, mask, on_token=lambda row, tokens: len(tokens) == 2 + row,
+                    all_done=others_busy_for(6), **common)
+    assert synced == alone and [len(t) for t in synced] == [2, 3]
+    assert len(forwards) == 6 and asked[:3] == [False] * 3 and all(asked[3:])

@@ -51,16 +51,30 @@ def one_process(tiny_model_path, tmp_path_factory):
     (tmp / "c.yaml").write_text(CONFIG.format(model=tiny_model_path, out=tmp / "one"))
     run([sys.executable, "-m", "moalign", "train", "dpo", "--config", str(tmp / "c.yaml"), "--per_device_batch_size", "8",
          "--gradient_method", "autograd"], tmp)
-    return adapter(tmp / "one")
+    return tmp / "one"
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "final" / "moalign_training.json").read_text())
+
+
+def assert_same_evaluation(got: dict, expected: dict):
+    """Reports of the held-out pairs: each pair counted once, the same figures up to float32 sums."""
+    assert got.keys() == expected.keys() and expected
+    for name, want in expected.items():
+        assert got[name]["pairs"] == want["pairs"] > 0, name
+        for key in ("accuracy", "loss", "margin"):
+            assert got[name][key] == pytest.approx(want[key], rel=1e-4, abs=5e-5), (name, key)
 
 
 def test_two_processes_match_one_process_with_the_same_pairs(tiny_model_path, tmp_path, one_process):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG.format(model=tiny_model_path, out=tmp_path / "ddp"))
     run(two_processes("-m", "moalign", "train", "dpo", "--config", str(cfg), "--per_device_batch_size", "4"), tmp_path)
-    summary = json.loads((tmp_path / "ddp" / "final" / "moalign_training.json").read_text())
-    assert summary["processes"] == 2 and summary["distributed"] == "MULTI_CPU"
-    assert_same_weights(adapter(tmp_path / "ddp"), one_process, rtol=1e-4, atol=1e-6)
+    ddp = summary(tmp_path / "ddp")
+    assert ddp["processes"] == 2 and ddp["distributed"] == "MULTI_CPU"
+    assert_same_weights(adapter(tmp_path / "ddp"), adapter(one_process), rtol=1e-4, atol=1e-6)
+    assert_same_evaluation(ddp["eval_after"], summary(one_process)["eval_after"])  # each process scored half
 
 
 def test_fsdp2_sharded_gram_matches_one_process_and_resumes(tiny_model_path, tmp_path, one_process):
@@ -69,10 +83,11 @@ def test_fsdp2_sharded_gram_matches_one_process_and_resumes(tiny_model_path, tmp
     train = two_processes(str(WORKER), "train", "dpo", "--config", str(cfg), "--per_device_batch_size", "4", "--save_steps", "2")
     out = run(train, tmp_path, **FSDP2_ENV)
     assert out.stdout.count("saved:") == 1  # rank 0 reports, the other rank stays quiet
-    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
-    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    fsdp = summary(tmp_path / "fsdp")
+    assert fsdp["processes"] == 2 and fsdp["distributed"] == "FSDP"
     sharded = adapter(tmp_path / "fsdp")
-    assert_same_weights(sharded, one_process, rtol=1e-4, atol=1e-6)
+    assert_same_weights(sharded, adapter(one_process), rtol=1e-4, atol=1e-6)
+    assert_same_evaluation(fsdp["eval_after"], summary(one_process)["eval_after"])
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
@@ -109,11 +124,12 @@ def test_reward_model_under_fsdp2_matches_one_process_and_loads_in_transformers(
          "--output_dir", str(tmp_path / "one")], tmp_path)
     run(two_processes(str(WORKER), "train", "rm", "--config", str(cfg), "--per_device_batch_size", "4",
                       "--output_dir", str(tmp_path / "fsdp")), tmp_path, **FSDP2_ENV)
-    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
-    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    fsdp = summary(tmp_path / "fsdp")
+    assert fsdp["processes"] == 2 and fsdp["distributed"] == "FSDP"
     one, sharded = (load_file(str(tmp_path / d / "final" / "model.safetensors")) for d in ("one", "fsdp"))
     assert not any("lora" in key for key in sharded)
     assert_same_weights(sharded, one, rtol=1e-4, atol=1e-6)
+    assert_same_evaluation(fsdp["eval_after"], summary(tmp_path / "one")["eval_after"])
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "fsdp" / "final")
     assert model.config.id2label == {0: "informative", 1: "warm"}
 
@@ -126,8 +142,8 @@ def test_rl_under_fsdp2_matches_data_parallel_and_resumes(tiny_model_path, tmp_p
             "--save_steps", "2", "--logging_steps", "1", "--eval_before", "false", "--whiten_rewards", "true"]
     run(two_processes("-m", "moalign", *args, "--output_dir", str(tmp_path / "ddp")), tmp_path)
     run(two_processes(str(WORKER), *args, "--output_dir", str(tmp_path / "fsdp")), tmp_path, **FSDP2_ENV)
-    summary = json.loads((tmp_path / "fsdp" / "final" / "moalign_training.json").read_text())
-    assert summary["processes"] == 2 and summary["distributed"] == "FSDP"
+    fsdp = summary(tmp_path / "fsdp")
+    assert fsdp["processes"] == 2 and fsdp["distributed"] == "FSDP"
     sharded = adapter(tmp_path / "fsdp")
     assert_same_weights(sharded, adapter(tmp_path / "ddp"), rtol=1e-4, atol=1e-6)
     run(two_processes(str(WORKER), *args, "--output_dir", str(tmp_path / "resumed"),
@@ -157,8 +173,8 @@ def test_rl_runs_data_parallel_and_resumes_from_its_checkpoint_to_the_same_polic
     run(two_processes(*args, "--output_dir", str(tmp_path / "full")), tmp_path)
     run(two_processes(*args, "--output_dir", str(tmp_path / "resumed"),
                       "--resume", str(tmp_path / "full" / "checkpoint-2")), tmp_path)
-    summary = json.loads((tmp_path / "resumed" / "final" / "moalign_training.json").read_text())
-    assert summary["processes"] == 2 and summary["resumed_at_step"] == 2
+    resumed = summary(tmp_path / "resumed")
+    assert resumed["processes"] == 2 and resumed["resumed_at_step"] == 2
     assert {"value_heads.weight", "value_heads.bias"} <= set(
         load_file(str(tmp_path / "full" / "checkpoint-2" / "trainable.safetensors")))
     assert_same_weights(adapter(tmp_path / "resumed"), adapter(tmp_path / "full"), rtol=0, atol=0)

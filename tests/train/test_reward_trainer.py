@@ -83,6 +83,23 @@ def test_lora_reward_model_is_merged_into_a_plain_folder_and_resumes_to_the_same
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 
+def test_a_model_rebuilt_from_gathered_weights_keeps_their_dtype(tiny_model_path, tmp_path):
+    """Under FSDP2 the final model is rebuilt from the gathered state dict: a bf16 run saves bf16, LoRA merged."""
+    trainer = RewardModelTrainer(config(tiny_model_path, tmp_path, use_lora=True, max_steps=1))
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a trained adapter, so merging it changes the weights
+        for name, value in trained.named_parameters():
+            if "lora_B" in name:
+                value.copy_(0.1 * torch.randn(value.shape, generator=generator))
+    gathered = {name: value.to(torch.bfloat16) for name, value in trained.state_dict().items()}
+    rebuilt, _ = trainer.final_model(gathered)
+    assert {p.dtype for p in rebuilt.parameters()} == {torch.bfloat16} and not hasattr(rebuilt, "peft_config")
+    expected = trained.merge_and_unload().state_dict()
+    for name, value in rebuilt.state_dict().items():
+        torch.testing.assert_close(value, expected[name].to(torch.bfloat16), rtol=0.02, atol=1e-3, msg=name)
+
+
 def test_rm_cli_trains_and_refuses_a_bad_key(tiny_model_path, tmp_path):
     out = tmp_path / "cli"
     result = moalign("train", "rm", "--model", str(tiny_model_path), "--task", "synthetic", "--max_steps", "2",

@@ -2,11 +2,12 @@
 objectives together, a killed run resumes bitwise, bad rewards stop the run with the source and step named."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import moalign
+from helpers import moalign, run, two_processes
 from safetensors.torch import load_file
 
 from moalign.config import ConfigError
@@ -156,8 +157,14 @@ def test_decode_engine_samples_do_not_depend_on_the_batch_size_and_end_with_eos(
     assert torch.equal(torch.get_rng_state(), state)
     assert whole == DecodeEngine(tokenizer, eos, batch_size=3).generate(model, prompts, **settings)
     assert whole != DecodeEngine(tokenizer, eos).generate(model, prompts, **{**settings, "seed": 6})
-    for response in whole:  # an end-of-sequence token, when sampled, ends the response and is kept
+    for response in whole:
         assert 0 < len(response) <= 12 and all(t not in eos for t in response[:-1])
+    free = DecodeEngine(tokenizer, []).generate(model, prompts, **settings)  # no end-of-sequence token at all
+    stop = free[0][2]
+    ended = DecodeEngine(tokenizer, [stop]).generate(model, prompts, **settings)
+    for got, full in zip(ended, free):  # the first end-of-sequence token ends the response and is kept
+        assert got == (full[:full.index(stop) + 1] if stop in full else full)
+    assert len(ended[0]) <= 3
     greedy = DecodeEngine(tokenizer, [tokenizer.eos_token_id]).generate(model, prompts[:1], **{**settings, "temperature": 0.0})
     reference = model.generate(input_ids=torch.tensor([prompts[0]]), max_new_tokens=12, do_sample=False,
                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)[0, len(prompts[0]):]
@@ -249,3 +256,18 @@ def test_example_configs_load():
     assert load_config(RewardModelConfig, examples / "rm_hh_smollm2.yaml").file_objectives == ["helpful", "harmless"]
     rl = load_config(MultiObjectiveRLConfig, examples / "rl_pama_hh_smollm2.yaml", {"rewards": "concise,warm"})
     assert rl.rule == "pama" and rl.rewards == ["concise", "warm"]
+
+
+def test_two_processes_share_the_evaluation_and_report_what_one_process_reports(tiny_model_path, tmp_path):
+    """5 held-out prompts over 2 processes (3 + 2, one filler sample): with rewards of the prompt alone, the gathered
+    report (means and bootstrap intervals) is exactly the one-process report, on both processes."""
+    from rl_eval_worker import evaluate
+
+    one = evaluate(str(tiny_model_path), tmp_path / "one")
+    run(two_processes(str(Path(__file__).resolve().parents[1] / "rl_eval_worker.py"), str(tmp_path),
+                      str(tiny_model_path)), tmp_path)
+    for rank in range(2):
+        report = json.loads((tmp_path / f"eval-{rank}.json").read_text())
+        for name in ("length", "checksum"):
+            assert report[name] == one[name], (rank, name)
+        assert report["response_tokens"]["mean"] > 0

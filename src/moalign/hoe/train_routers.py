@@ -85,6 +85,9 @@ class AnchorPolicy(nn.Module):
         return self.hoe(preference=self.preference, **kwargs)
 
     def save_pretrained(self, directory: str | Path, state_dict: Any = None) -> None:
+        """The HoE model's folder, from its own weights (a sharded run rebuilds the policy whole first)."""
+        if state_dict is not None:
+            raise ValueError("AnchorPolicy saves its own weights; load a gathered state dict into a whole copy first")
         self.hoe.save_pretrained(directory)
 
 
@@ -123,9 +126,26 @@ class HoERouterTrainer(MultiObjectiveRLTrainer):
                                                             temperature=c.temperature, seed=c.seed)
         self.ideal = list(c.rule_options["ideal"])
         c.model = hoe.config.base_model
-        policy = AnchorPolicy(hoe, c.preference)
-        engine = DecodeEngine(hoe.tokenizer, eos_ids(hoe.base, hoe.tokenizer))
-        super().__init__(c, model=policy, processing_class=hoe.tokenizer, rewards=scorers, engine=engine)
+        super().__init__(c, model=AnchorPolicy(hoe, c.preference), processing_class=hoe.tokenizer, rewards=scorers)
+
+    def default_engine(self, *, synced_gpus: bool) -> DecodeEngine:
+        """moalign's decoding loop: ``generate`` cannot drive a HoE model pinned to a preference."""
+        base = self.policy().hoe.base
+        return DecodeEngine(self.tokenizer, eos_ids(base, self.tokenizer), synced_gpus=synced_gpus)
+
+    def final_model(self, full_state: dict[str, Any] | None = None) -> tuple[nn.Module, None]:
+        """The HoE model with its trained router. Under FSDP2 the trained model holds only shards, so it is rebuilt
+        whole on the CPU from the HoE folder, the same router added, and the gathered weights loaded."""
+        if full_state is None:
+            return self.policy(), None
+        policy = self.policy()
+        anchor = policy.hoe.config.anchors[self.router_index]
+        hoe = HoEModel.from_pretrained(self.config.hoe, dtype=self.config.dtype)
+        if hoe.add_router(anchor.preference, len(anchor.candidates)) != self.router_index:
+            raise RuntimeError("the rebuilt HoE model placed the router at another anchor")
+        whole = AnchorPolicy(hoe, policy.preference)
+        whole.load_state_dict(full_state)
+        return whole, None
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """The RL evaluation plus the Tchebycheff value ``min_i λ_i (R̄_i − z_i*)`` of the held-out means."""

@@ -80,6 +80,7 @@ def decode(
     seeds: Sequence[int] | None = None,
     keep_eos: bool = False,
     on_token: TokenHook | None = None,
+    all_done: Callable[[bool], bool] | None = None,
 ) -> list[list[int]]:
     """New token ids per row of a left-padded batch, each ending before its first end-of-sequence token (or with
     it, with ``keep_eos``, as RL rollouts want them), after its ``max_new_tokens``, or where ``on_token`` says.
@@ -89,6 +90,10 @@ def decode(
     generator seeded ``seeds[i]`` from the distribution at its temperature restricted to the ``top_k`` most likely
     tokens, then to its ``top_p`` nucleus (the order transformers applies them in). A row's tokens depend only on
     its own prompt and settings, never on the other rows' settings.
+
+    For a model sharded over processes (FSDP2), where each forward is a collective, pass ``all_done``: called with
+    whether this process's rows are all finished, it returns whether every process's are. A process keeps stepping
+    (its outputs unchanged) until then, so every process runs the same forwards; all must pass the same budgets.
     """
     batch = input_ids.shape[0]
     device = input_ids.device
@@ -115,7 +120,7 @@ def decode(
     finished_rows = torch.tensor(finished, dtype=torch.bool, device=device)
     out: list[list[int]] = [[] for _ in range(batch)]
     for _ in range(max(budgets, default=0)):
-        if all(finished):
+        if all(finished) if all_done is None else all_done(all(finished)):
             break
         scores, cache = step(new_ids, attention_mask, step_positions, cache)
         scores = scores.float()

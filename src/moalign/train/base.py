@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from moalign.config import ConfigError, config_to_dict
 from moalign.models import portable_model_name, resolve_model_path
 from moalign.storage import check_writable, write_json_atomic, write_text_atomic
 from moalign.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from moalign.train.sharded import register_shards
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,13 @@ def truncate_log(path: Path, step: int) -> None:
     write_text_atomic(path, "".join(kept))
 
 
+def evaluation_share(n: int, rank: int, world: int) -> tuple[range, int]:
+    """The items of an ``n``-item evaluation that process ``rank`` of ``world`` takes (a contiguous block, so
+    results gathered in rank order are the items in order) and the block size every process pads to."""
+    per = -(-n // world)
+    return range(min(n, rank * per), min(n, (rank + 1) * per)), per
+
+
 class TrainerBase:
     """Accelerator, output folder, checkpoints, resume, JSONL + tracker logs and the final save.
 
@@ -181,6 +190,21 @@ class TrainerBase:
         self.optimizer.zero_grad(set_to_none=True)
         return {"lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
 
+    # ---- evaluation, shared out over the processes ----------------------------------------------------
+
+    def eval_share(self, n: int) -> tuple[range, int]:
+        """This process's block of an ``n``-item evaluation and the block size every process pads to."""
+        return evaluation_share(n, self.accelerator.process_index, self.accelerator.num_processes)
+
+    def eval_batches(self, n: int, size: int) -> Iterator[tuple[list[int], bool]]:
+        """``(indices, counted)`` of this process's evaluation batches of at most ``size`` items. Every process
+        runs as many batches as the fullest one (a sharded forward is a collective); the extra ones repeat item 0
+        and are not ``counted``."""
+        share, per = self.eval_share(n)
+        for start in range(0, per, size):
+            block = list(share[start:start + size])
+            yield (block, True) if block else ([0], False)
+
     # ---- hooks for subclasses -----------------------------------------------------------------------
 
     def checkpoint_model(self) -> torch.nn.Module:
@@ -242,6 +266,7 @@ class TrainerBase:
                 detail = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {config_to_dict(self.config).get(k)!r}" for k in changed)
                 raise ConfigError(f"checkpoint {path} was trained with other settings ({detail}); resume with the "
                                   "same settings, or start a new run in another output_dir")
+        register_shards(self.model)  # so that the checkpoint's values reach the FSDP2 root's shards
         state = load_checkpoint(path, model=self.checkpoint_model(), optimizer=self.optimizer,
                                 scheduler=self.scheduler)
         self.load_checkpoint_state(state)

@@ -168,7 +168,8 @@ class MultiObjectiveDPOTrainer(TrainerBase):
 
     @torch.no_grad()
     def evaluate(self, dataset: PreferenceDataset | None = None) -> dict[str, dict[str, float]]:
-        """Held-out preference accuracy (implicit reward sign agrees with the label) and margin per objective."""
+        """Held-out preference accuracy (implicit reward sign agrees with the label) and margin per objective; each
+        process scores its share of the pairs."""
         dataset = dataset if dataset is not None else self.eval_dataset
         if dataset is None or len(dataset) == 0:
             return {}
@@ -177,12 +178,13 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             raise ValueError("with reference: precomputed, evaluate() works on the train and eval datasets only")
         self.model.eval()
         totals = StepTotals(len(self.objectives))
-        size = self.config.per_device_batch_size * 2
-        for start in tqdm(range(0, len(dataset), size), desc=f"eval[{split}]", leave=False,
-                          disable=not self.accelerator.is_main_process):
-            index = list(range(start, min(start + size, len(dataset))))
-            totals.add(self.objective_losses(self.model, self.make_batch(dataset, index), index, split))
-        losses, accuracy, margin = totals.means(totals.counts)
+        batches = list(self.eval_batches(len(dataset), self.config.per_device_batch_size * 2))
+        for index, counted in tqdm(batches, desc=f"eval[{split}]", leave=False, disable=not self.accelerator.is_main_process):
+            out = self.objective_losses(self.model, self.make_batch(dataset, index), index, split)
+            if counted:
+                totals.add(out)
+        totals.reduce(self.objective_step.reduce)
+        losses, accuracy, margin = totals.means()
         return {
             name: {"accuracy": float(accuracy[k]), "margin": float(margin[k]), "loss": float(losses[k]),
                    "pairs": int(totals.counts[k])}

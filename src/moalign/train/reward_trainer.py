@@ -125,16 +125,19 @@ class RewardModelTrainer(TrainerBase):
 
     @torch.no_grad()
     def evaluate(self, dataset: PreferenceDataset | None = None) -> dict[str, dict[str, float]]:
-        """Pair accuracy per objective on held-out pairs: estimate, Wilson 95 % interval, one-sided 95 % lower bound."""
+        """Pair accuracy per objective on held-out pairs: estimate, Wilson 95 % interval, one-sided 95 % lower bound;
+        each process scores its share of the pairs."""
         dataset = dataset if dataset is not None else self.eval_dataset
         if dataset is None or len(dataset) == 0:
             return {}
         self.model.eval()
         totals = StepTotals(len(self.objectives))
-        size = self.config.per_device_batch_size * 2
-        for start in tqdm(range(0, len(dataset), size), desc="eval", leave=False,
-                          disable=not self.accelerator.is_main_process):
-            totals.add(self.objective_losses(self.model, self.make_batch(dataset, list(range(start, min(start + size, len(dataset)))))))
+        batches = list(self.eval_batches(len(dataset), self.config.per_device_batch_size * 2))
+        for index, counted in tqdm(batches, desc="eval", leave=False, disable=not self.accelerator.is_main_process):
+            out = self.objective_losses(self.model, self.make_batch(dataset, index))
+            if counted:
+                totals.add(out)
+        totals.reduce(self.objective_step.reduce)
         losses, accuracy, margin = totals.means()
         report = {}
         for k, name in enumerate(self.objectives):
@@ -158,13 +161,14 @@ class RewardModelTrainer(TrainerBase):
 
     def final_model(self, full_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, None]:
         """The reward model with any LoRA adapter merged in, so plain transformers loads it. Under FSDP2 the
-        trained model holds only shards, so the model is rebuilt whole on the CPU from the gathered weights."""
+        trained model holds only shards, so the model is rebuilt whole on the CPU from the gathered weights, in
+        their dtype."""
         from transformers import AutoModelForSequenceClassification
 
         model = self.accelerator.unwrap_model(self.model)
         if full_state is not None:
             structure = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
-            whole = AutoModelForSequenceClassification.from_config(structure)
+            whole = AutoModelForSequenceClassification.from_config(structure, dtype=next(iter(full_state.values())).dtype)
             if hasattr(model, "peft_config"):
                 whole = add_lora(whole, LoraSpec(self.config.lora_r, self.config.lora_alpha, self.config.lora_dropout,
                                                  self.config.lora_target_modules), task_type="SEQ_CLS")

@@ -40,7 +40,7 @@ from moalign.moo.tchebycheff import OnlineTchebycheff
 from moalign.objectives import RewardError, RunningWhitening, build_rewards
 from moalign.preference import normalize_preference
 from moalign.stats import bootstrap_interval
-from moalign.train.base import TrainerBase
+from moalign.train.base import TrainerBase, evaluation_share
 from moalign.train.checkpoint import CheckpointError
 from moalign.train.losses import ObjectiveLosses
 from moalign.train.objective_step import MultiObjectiveStep, check_distributed_geometry
@@ -132,7 +132,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
         if self.accelerator.is_fsdp2:  # FSDP2 sets itself up in the root's first forward; generation would not
             with torch.no_grad():
                 self.model(input_ids=torch.tensor([[self.pad]], device=self.accelerator.device))
-        self.engine = engine if engine is not None else GenerateEngine(self.tokenizer, synced_gpus=sharded)
+        self.engine = engine if engine is not None else self.default_engine(synced_gpus=sharded)
         # With the KL in the loss, no value heads and one update per rollout, the policy being updated is the
         # rollout policy: its log-probs come from the update's own forward (ratio 1, as in GRPO).
         self.rollout_policy_is_current = (c.kl_penalty == "loss" and c.advantage == "group"
@@ -140,6 +140,11 @@ class MultiObjectiveRLTrainer(TrainerBase):
         self._diagnostics: list[dict[str, float]] = []
 
     # ---- rollouts ---------------------------------------------------------------------------------
+
+    def default_engine(self, *, synced_gpus: bool) -> RolloutEngine:
+        """The rollout engine when none is given: transformers' ``generate`` on the policy; ``synced_gpus`` when the
+        policy is sharded, so every process keeps stepping until all are done."""
+        return GenerateEngine(self.tokenizer, synced_gpus=synced_gpus)
 
     def encode(self, prompt: Any) -> list[int]:
         """The prompt's token ids as the policy sees them (chat template applied), keeping the last tokens."""
@@ -381,11 +386,22 @@ class MultiObjectiveRLTrainer(TrainerBase):
     @torch.no_grad()
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Each objective's mean reward on the held-out prompts (seeded samples, the training sampling settings),
-        with a 95 % bootstrap interval over prompts; every process scores the same prompts."""
+        with a 95 % bootstrap interval over prompts. Each process samples and scores its share of the prompts (as
+        many as the fullest share, so sharded generation stays in step) and every process gets the whole report."""
         if not self.eval_prompts:
             return {}
-        _, responses, texts = self.sample(self.eval_prompts, derived_seed(self.config.seed, 2**31))
-        scores = self.score(self.eval_prompts, texts, "eval")
+        n, world, rank = len(self.eval_prompts), self.accelerator.num_processes, self.accelerator.process_index
+        share, per = self.eval_share(n)
+        prompts = [self.eval_prompts[i] for i in share]
+        _, responses, texts = self.sample(prompts + [self.eval_prompts[0]] * (per - len(prompts)),
+                                          derived_seed(self.config.seed, 2**31 + rank))
+        rows = np.zeros((per, len(self.objectives) + 1))
+        if prompts:
+            rows[:len(prompts), :-1] = self.score(prompts, texts[:len(prompts)], "eval")
+        rows[:, -1] = [len(r) for r in responses]
+        gathered = self.gather_rows(rows)
+        rows = np.concatenate([gathered[r * per:r * per + len(evaluation_share(n, r, world)[0])] for r in range(world)])
+        scores, response_tokens = rows[:, :-1], rows[:, -1]
         report = {}
         for k, name in enumerate(self.objectives):
             entry = {"mean": float(scores[:, k].mean())}
@@ -393,7 +409,7 @@ class MultiObjectiveRLTrainer(TrainerBase):
                 interval = bootstrap_interval(scores[:, k], resamples=1000, seed=self.config.seed)
                 entry.update({"low": interval.low, "high": interval.high})
             report[name] = entry
-        report["response_tokens"] = {"mean": float(np.mean([len(r) for r in responses]))}
+        report["response_tokens"] = {"mean": float(response_tokens.mean())}
         return report
 
     def checkpoint_model(self) -> torch.nn.Module:

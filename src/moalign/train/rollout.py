@@ -15,6 +15,7 @@ position ids, so the training forward sees the same positions as generation did.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from moalign.models.generation import left_pad, padding_id
 
 
 class RolloutEngine(Protocol):
-    """What the RL trainer needs from a generator."""
+    """What the RL trainer needs from a generator. Under FSDP2 each forward of the policy is a collective, so an
+    engine must keep every process stepping until all are done (``synced_gpus`` in the two engines here)."""
 
     def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
                  temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
@@ -81,28 +83,38 @@ class GenerateEngine:
         """Nothing to do: generation runs on the policy being trained."""
 
 
+def every_process_done(done_here: bool, device: torch.device) -> bool:
+    """Whether every process is done, given whether this one is (an all-reduce: every process must call it)."""
+    pending = torch.tensor([0.0 if done_here else 1.0], device=device)
+    torch.distributed.all_reduce(pending)
+    return pending.item() == 0
+
+
 class DecodeEngine:
     """moalign's decoding loop (:func:`moalign.models.decoding.decode`) on the policy itself, for policies
     ``generate`` cannot drive (a HoE model pinned to a preference): any module whose forward takes a causal LM's
     arguments. Sample ``i`` of a call draws from its own generator, seeded from the call's seed and ``i``, so a
     response depends on its prompt, the seed and its place in the call, not on ``batch_size``; responses keep their
-    end-of-sequence token, as :class:`Rollout` expects."""
+    end-of-sequence token, as :class:`Rollout` expects. ``synced_gpus`` keeps every process decoding until all are
+    done, as a sharded (FSDP2) policy needs."""
 
-    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64):
+    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64, *, synced_gpus: bool = False):
         self.pad = padding_id(tokenizer)
         self.eos = list(eos_token_ids)
         self.batch_size = batch_size
+        self.synced_gpus = synced_gpus
 
     @torch.no_grad()
     def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
                  temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
         device = next(model.parameters()).device
+        all_done = functools.partial(every_process_done, device=device) if self.synced_gpus else None
         responses: list[list[int]] = []
         for start, input_ids, attention_mask in left_padded_chunks(prompt_ids, self.pad, self.batch_size, device):
             seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(input_ids.shape[0])]
             responses.extend(decode(model_step(model), input_ids, attention_mask, max_new_tokens=max_new_tokens,
                                     eos_token_ids=self.eos, pad_token_id=self.pad, temperature=temperature,
-                                    top_p=top_p, top_k=top_k, seeds=seeds, keep_eos=True))
+                                    top_p=top_p, top_k=top_k, seeds=seeds, keep_eos=True, all_done=all_done))
         return responses
 
     def sync_weights(self, model: torch.nn.Module) -> None:

@@ -42,6 +42,18 @@ def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if is_sharded(tensor) else tensor
 
 
+def register_shards(model: torch.nn.Module) -> None:
+    """Register every FSDP2 module's sharded parameters. The root keeps its gathered parameters after a forward
+    (FSDP2 does not reshard the root then), and a write into those would be dropped at its next reshard."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch built without distributed
+        return
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``full`` laid out as ``like`` is: this rank's slice as a ``DTensor`` when ``like`` is one.
 
