@@ -83,6 +83,7 @@ def test_train_dpo_from_yaml_with_overrides(tiny_model_path, tmp_path):
     assert (tmp_path / "run" / "final" / "adapter_config.json").exists()
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "lr" in r] == [1, 2, 3]
-    assert {"informative/weight", "warm/accuracy", "grad_norm"} <= set(logged[0])
+    assert {"informative/weight", "warm/accuracy", "grad_norm"} <= set(next(r for r in logged if "lr" in r))
+    assert [r["step"] for r in logged if "eval" in r] == [0, 3]  # before the first step and after the last
     bad = moalign("train", "dpo", "--config", cfg, "--rule", "nope")
     assert bad.returncode == 2 and "unknown rule 'nope'" in bad.stderr

@@ -1,8 +1,11 @@
-"""What every moalign trainer shares: accelerate set-up, the output folder, checkpoints, resume, logs, final save.
+"""What every moalign trainer shares: accelerate set-up, the output folder, the training loop, checkpoints,
+resume, logs, final save.
 
 A trainer (DPO, RL, reward model) subclasses :class:`TrainerBase`, builds ``self.model``,
-``self.optimizer`` and ``self.scheduler``, and implements its step and loop. The base keeps the
-rules that make a run safe to kill and restart:
+``self.optimizer``, ``self.scheduler`` and ``self.tokenizer``, and implements one optimizer step
+(``training_step``) and its held-out evaluation (``evaluate``); the base runs the loop around them, so
+every trainer logs, evaluates, checkpoints and resumes the same way. It keeps the rules that make a run
+safe to kill and restart:
 
 * ``output_dir`` is checked writable before any model is loaded, and one that already holds a run is
   refused when training starts unless the run resumes it or overwrites it;
@@ -17,14 +20,17 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
 from moalign.config import ConfigError, config_to_dict
+from moalign.data import DataError, PreferenceDataset, load_training_data
 from moalign.models import portable_model_name, resolve_model_path
 from moalign.storage import check_writable, write_json_atomic, write_text_atomic
 from moalign.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
@@ -116,10 +122,11 @@ def evaluation_share(n: int, rank: int, world: int) -> tuple[range, int]:
 
 
 class TrainerBase:
-    """Accelerator, output folder, checkpoints, resume, JSONL + tracker logs and the final save.
+    """Accelerator, output folder, the training loop, checkpoints, resume, JSONL + tracker logs and the final save.
 
-    Subclasses set ``tracker_project``, build ``model``, ``optimizer`` and ``scheduler``, and may add
-    their own state to checkpoints through :meth:`checkpoint_state` / :meth:`load_checkpoint_state`.
+    Subclasses set ``tracker_project`` and ``progress_label``, build ``model``, ``optimizer``, ``scheduler``,
+    ``tokenizer``, ``objectives`` and ``total_steps``, implement :meth:`training_step` and :meth:`evaluate`, and
+    may add their own state to checkpoints through :meth:`checkpoint_state` / :meth:`load_checkpoint_state`.
     """
 
     tracker_project = "moalign"
@@ -155,6 +162,17 @@ class TrainerBase:
         if task == "synthetic":
             return build_synthetic_task(task_config)
         return load_or_build_bundled_task(resolve_model_path(self.config.model), task_config)[0]
+
+    def preference_datasets(self, train_dataset: PreferenceDataset | None, eval_dataset: PreferenceDataset | None
+                            ) -> tuple[PreferenceDataset, PreferenceDataset | None]:
+        """The pairs to train and evaluate on: the datasets given, else those the config names (its task or
+        files; an evaluation set given alone is kept). Data without objectives is refused."""
+        if train_dataset is None:
+            train_dataset, loaded_eval = load_training_data(self.config, self.task_data())
+            eval_dataset = eval_dataset if eval_dataset is not None else loaded_eval
+        if not train_dataset.objectives:
+            raise DataError("the training data has no objectives (K = 0)")
+        return train_dataset, eval_dataset
 
     def build_optimizer(self, model: torch.nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
         """AdamW over the trainable parameters and the config's schedule over ``total_steps`` optimizer steps.
@@ -206,6 +224,24 @@ class TrainerBase:
             yield (block, True) if block else ([0], False)
 
     # ---- hooks for subclasses -----------------------------------------------------------------------
+
+    progress_label = "train"
+
+    def training_step(self, step: int) -> dict[str, Any]:
+        """One optimizer step; its metrics (with ``skipped``: why, when the step changed nothing)."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out figures per objective (every process takes part)."""
+        raise NotImplementedError
+
+    def progress_postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        """What the progress bar shows after a step."""
+        return {}
+
+    def run_summary(self) -> dict[str, Any]:
+        """Trainer-specific entries of the summary ``train`` returns and saves (the rule, the data size)."""
+        return {}
 
     def checkpoint_model(self) -> torch.nn.Module:
         """The module whose trainable parameters a checkpoint holds (the model; RL adds its value heads)."""
@@ -275,6 +311,49 @@ class TrainerBase:
         self.accelerator.wait_for_everyone()
         logger.info("resumed from %s at step %d", path, state["step"])
         return int(state["step"])
+
+    # ---- the training loop ----------------------------------------------------------------------------
+
+    def train(self, resume_from: str | Path | bool | None = None) -> dict[str, Any]:
+        """Run ``total_steps`` training steps (resuming from ``resume_from`` or the config's), evaluating before,
+        every ``eval_steps`` and after, and save the final model; return the run's summary. A step is one optimizer
+        step for DPO and reward models, one rollout batch and its PPO epochs for RL."""
+        c = self.config
+        start = self.start_step(resume_from or c.resume_from, self.total_steps)
+        self.init_trackers()
+        before = self.evaluate() if start == 0 and c.eval_before else None
+        if before is not None:
+            self.log({"step": 0, "eval": before})
+        bar = tqdm(total=self.total_steps, initial=start, desc=self.progress_label,
+                   disable=not self.accelerator.is_main_process)
+        started, skipped = time.time(), 0
+        for step in range(start, self.total_steps):
+            metrics = self.training_step(step)
+            bar.update(1)
+            done = step + 1
+            if "skipped" in metrics:
+                skipped += 1
+                logger.warning("step %d skipped: %s", done, metrics["skipped"])
+                self.log({"step": done, **metrics})
+            else:
+                bar.set_postfix(self.progress_postfix(metrics))
+                if c.logging_steps and (done % c.logging_steps == 0 or done == self.total_steps):
+                    self.log({"step": done, **metrics})
+            if c.eval_steps and done % c.eval_steps == 0 and done != self.total_steps:
+                self.log({"step": done, "eval": self.evaluate()})
+            if c.save_steps and done % c.save_steps == 0:
+                self.save_checkpoint(done)
+        bar.close()
+        after = self.evaluate()
+        summary = {"objectives": list(self.objectives), "steps": self.total_steps, "skipped_steps": skipped,
+                   "resumed_at_step": start, "processes": self.accelerator.num_processes,
+                   "distributed": self.accelerator.distributed_type.value, **self.run_summary(),
+                   "eval_before": before, "eval_after": after, "seconds": round(time.time() - started, 1),
+                   "config": config_to_dict(c)}
+        self.log({"step": self.total_steps, "eval": after})
+        self.save_final(self.tokenizer, summary)
+        self.accelerator.end_training()
+        return summary
 
     # ---- logs and the final model -------------------------------------------------------------------
 

@@ -10,17 +10,14 @@ Then clip, optimizer and scheduler step; log; evaluate and checkpoint at the con
 from __future__ import annotations
 
 import copy
-import logging
 import math
-import time
 from typing import Any
 
 import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from moalign.config import config_to_dict
-from moalign.data import DataError, PreferenceCollator, PreferenceDataset, StepSampler, load_training_data
+from moalign.data import PreferenceCollator, PreferenceDataset, StepSampler
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, sequence_logprobs
 from moalign.moo import get_rule
 from moalign.preference import normalize_preference
@@ -32,7 +29,6 @@ from moalign.train.objective_step import MultiObjectiveStep, check_distributed_g
 from moalign.train.reference import ReferenceLogps, dataset_fingerprint, precompute_reference_logps
 from moalign.train.step import StepTotals
 
-logger = logging.getLogger(__name__)
 
 NO_LABELS = "no objective has a strictly labelled pair in this step"
 
@@ -62,13 +58,8 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             raise TypeError("give the tokenizer once: processing_class= (tokenizer= is its alias)")
         super().__init__(config)
         set_seed(config.seed)
-        if train_dataset is None:
-            train_dataset, loaded_eval = load_training_data(config, self.task_data())
-            eval_dataset = eval_dataset if eval_dataset is not None else loaded_eval
-        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
-        self.objectives = tuple(train_dataset.objectives)
-        if not self.objectives:
-            raise DataError("the training data has no objectives (K = 0)")
+        self.train_dataset, self.eval_dataset = self.preference_datasets(train_dataset, eval_dataset)
+        self.objectives = tuple(self.train_dataset.objectives)
         self.preference = (
             None if config.preference is None
             else torch.as_tensor(normalize_preference(config.preference, self.objectives))
@@ -82,7 +73,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         if config.use_lora:
             model = add_lora(model, LoraSpec(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules))
         self.collator = PreferenceCollator(self.tokenizer, self.objectives, config.max_length, config.max_prompt_length)
-        self.sampler = StepSampler(len(train_dataset), config.per_device_batch_size, config.gradient_accumulation_steps,
+        self.sampler = StepSampler(len(self.train_dataset), config.per_device_batch_size, config.gradient_accumulation_steps,
                                    self.accelerator.num_processes, config.seed, config.leftover)
         self.total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * self.sampler.steps_per_epoch))
         optimizer, self.scheduler = self.build_optimizer(model, self.total_steps)
@@ -200,37 +191,12 @@ class MultiObjectiveDPOTrainer(TrainerBase):
                                   f"{self.sampler.state_dict()}: the data or batch layout changed")
         self.objective_step.load_state_dict(state)
 
-    def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
-        """Train to ``total_steps`` (resuming from ``resume_from`` or the config's) and save the final model."""
-        c = self.config
-        start = self.start_step(resume_from or c.resume_from, self.total_steps)
-        self.init_trackers()
-        before = self.evaluate() if start == 0 and c.eval_before else None
-        bar = tqdm(total=self.total_steps, initial=start, desc=f"dpo[{c.rule}]", disable=not self.accelerator.is_main_process)
-        started, skipped = time.time(), 0
-        for step in range(start, self.total_steps):
-            metrics = self.training_step(step)
-            bar.update(1)
-            done = step + 1
-            if "skipped" in metrics:
-                skipped += 1
-                logger.warning("step %d skipped: %s", step, metrics["skipped"])
-                self.log({"step": done, **metrics})
-            elif c.logging_steps and (done % c.logging_steps == 0 or done == self.total_steps):
-                self.log({"step": done, **metrics})
-                bar.set_postfix({f"{n[:8]}_acc": f"{metrics[f'{n}/accuracy']:.2f}" for n in self.objectives})
-            if c.eval_steps and done % c.eval_steps == 0 and done != self.total_steps:
-                self.log({"step": done, "eval": self.evaluate()})
-            if c.save_steps and done % c.save_steps == 0:
-                self.save_checkpoint(done)
-        bar.close()
-        after = self.evaluate()
-        summary = {"objectives": list(self.objectives), "rule": c.rule, "steps": self.total_steps,
-                   "skipped_steps": skipped, "processes": self.accelerator.num_processes,
-                   "distributed": self.accelerator.distributed_type.value, "resumed_at_step": start,
-                   "train_pairs": len(self.train_dataset), "eval_before": before, "eval_after": after,
-                   "seconds": round(time.time() - started, 1), "config": config_to_dict(c)}
-        self.log({"step": self.total_steps, "eval": after})
-        self.save_final(self.tokenizer, summary)
-        self.accelerator.end_training()
-        return summary
+    @property
+    def progress_label(self) -> str:
+        return f"dpo[{self.config.rule}]"
+
+    def progress_postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        return {f"{n[:8]}_acc": f"{metrics[f'{n}/accuracy']:.2f}" for n in self.objectives}
+
+    def run_summary(self) -> dict[str, Any]:
+        return {"rule": self.config.rule, "train_pairs": len(self.train_dataset)}

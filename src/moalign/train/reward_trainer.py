@@ -10,17 +10,14 @@ shared trainer core's.
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from typing import Any
 
 import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from moalign.config import config_to_dict
-from moalign.data import DataError, PreferenceDataset, StepSampler, load_training_data
+from moalign.data import PreferenceDataset, StepSampler
 from moalign.data.collate import pair_labels
 from moalign.models import LoraSpec, add_lora, load_tokenizer, padding_id, resolve_dtype, resolve_model_path
 from moalign.moo import get_rule
@@ -32,8 +29,6 @@ from moalign.train.losses import ObjectiveLosses, label_counts, objective_losses
 from moalign.train.objective_step import MultiObjectiveStep
 from moalign.train.reward_config import RewardModelConfig
 from moalign.train.step import StepTotals
-
-logger = logging.getLogger(__name__)
 
 
 def load_reward_backbone(name_or_path: str, objectives: tuple[str, ...], *, dtype: str, pad_token_id: int) -> torch.nn.Module:
@@ -64,13 +59,8 @@ class RewardModelTrainer(TrainerBase):
                  eval_dataset: PreferenceDataset | None = None):
         super().__init__(config)
         set_seed(config.seed)
-        if train_dataset is None:
-            train_dataset, loaded_eval = load_training_data(config, self.task_data())
-            eval_dataset = eval_dataset if eval_dataset is not None else loaded_eval
-        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
-        self.objectives = tuple(train_dataset.objectives)
-        if not self.objectives:
-            raise DataError("the training data has no objectives (K = 0)")
+        self.train_dataset, self.eval_dataset = self.preference_datasets(train_dataset, eval_dataset)
+        self.objectives = tuple(self.train_dataset.objectives)
         self.tokenizer = processing_class if processing_class is not None else load_tokenizer(config.model)
         if model is None:
             pad = padding_id(self.tokenizer)
@@ -80,7 +70,7 @@ class RewardModelTrainer(TrainerBase):
         if config.use_lora:
             model = add_lora(model, LoraSpec(config.lora_r, config.lora_alpha, config.lora_dropout,
                                              config.lora_target_modules), task_type="SEQ_CLS")
-        self.sampler = StepSampler(len(train_dataset), config.per_device_batch_size, config.gradient_accumulation_steps,
+        self.sampler = StepSampler(len(self.train_dataset), config.per_device_batch_size, config.gradient_accumulation_steps,
                                    self.accelerator.num_processes, config.seed, config.leftover)
         self.total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * self.sampler.steps_per_epoch))
         optimizer, self.scheduler = self.build_optimizer(model, self.total_steps)
@@ -176,34 +166,10 @@ class RewardModelTrainer(TrainerBase):
             model = whole
         return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model), None
 
-    def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
-        """Train to ``total_steps`` (resuming from ``resume_from`` or the config's) and save the final model."""
-        c = self.config
-        start = self.start_step(resume_from or c.resume_from, self.total_steps)
-        self.init_trackers()
-        before = self.evaluate() if start == 0 and c.eval_before else None
-        bar = tqdm(total=self.total_steps, initial=start, desc="rm", disable=not self.accelerator.is_main_process)
-        started = time.time()
-        for step in range(start, self.total_steps):
-            metrics = self.training_step(step)
-            bar.update(1)
-            done = step + 1
-            if "skipped" in metrics or (c.logging_steps and (done % c.logging_steps == 0 or done == self.total_steps)):
-                self.log({"step": done, **metrics})
-            if "skipped" not in metrics:
-                bar.set_postfix({f"{n[:8]}_acc": f"{metrics[f'{n}/accuracy']:.2f}" for n in self.objectives})
-            if c.eval_steps and done % c.eval_steps == 0 and done != self.total_steps:
-                self.log({"step": done, "eval": self.evaluate()})
-            if c.save_steps and done % c.save_steps == 0:
-                self.save_checkpoint(done)
-        bar.close()
-        after = self.evaluate()
-        summary = {"objectives": list(self.objectives), "steps": self.total_steps, "resumed_at_step": start,
-                   "processes": self.accelerator.num_processes,
-                   "distributed": self.accelerator.distributed_type.value, "train_pairs": len(self.train_dataset),
-                   "eval_before": before, "eval_after": after, "seconds": round(time.time() - started, 1),
-                   "config": config_to_dict(c)}
-        self.log({"step": self.total_steps, "eval": after})
-        self.save_final(self.tokenizer, summary)
-        self.accelerator.end_training()
-        return summary
+    progress_label = "rm"
+
+    def progress_postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        return {f"{n[:8]}_acc": f"{metrics[f'{n}/accuracy']:.2f}" for n in self.objectives}
+
+    def run_summary(self) -> dict[str, Any]:
+        return {"train_pairs": len(self.train_dataset)}

@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 import math
 import random
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate.utils import DistributedType, set_seed
-from tqdm.auto import tqdm
 
-from moalign.config import ConfigError, config_to_dict
+from moalign.config import ConfigError
 from moalign.data import StepSampler
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, padding_id, render_prompt
 from moalign.moo import PAMA, get_rule, noon_indicator
@@ -50,8 +47,6 @@ from moalign.train.ppo import (KLController, gae, group_advantages, kl_penalty, 
 from moalign.train.rl_config import RL_METHODS, MultiObjectiveRLConfig
 from moalign.train.rl_prompts import load_rl_prompts
 from moalign.train.rollout import GenerateEngine, Rollout, RolloutEngine, response_forward
-
-logger = logging.getLogger(__name__)
 
 
 def derived_seed(*parts: int) -> int:
@@ -432,35 +427,12 @@ class MultiObjectiveRLTrainer(TrainerBase):
         if self.tchebycheff is not None and state.get("tchebycheff"):
             self.tchebycheff.load_state_dict(state["tchebycheff"])
 
-    def train(self, resume_from: str | bool | None = None) -> dict[str, Any]:
-        """Train to ``total_steps`` rollout steps (resuming from ``resume_from`` or the config's) and save the policy."""
-        c = self.config
-        start = self.start_step(resume_from or c.resume_from, self.total_steps)
-        self.init_trackers()
-        before = self.evaluate() if start == 0 and c.eval_before else None
-        if before is not None:
-            self.log({"step": 0, "eval": before})
-        bar = tqdm(total=self.total_steps, initial=start, desc=f"rl[{c.rule}]", disable=not self.accelerator.is_main_process)
-        started = time.time()
-        for step in range(start, self.total_steps):
-            metrics = self.training_step(step)
-            bar.update(1)
-            bar.set_postfix({f"{n[:8]}": f"{metrics[f'{n}/reward']:.3f}" for n in self.objectives})
-            done = step + 1
-            if c.logging_steps and (done % c.logging_steps == 0 or done == self.total_steps):
-                self.log({"step": done, **metrics})
-            if c.eval_steps and done % c.eval_steps == 0 and done != self.total_steps:
-                self.log({"step": done, "eval": self.evaluate()})
-            if c.save_steps and done % c.save_steps == 0:
-                self.save_checkpoint(done)
-        bar.close()
-        after = self.evaluate()
-        summary = {"objectives": list(self.objectives), "rule": c.rule, "steps": self.total_steps,
-                   "resumed_at_step": start, "processes": self.accelerator.num_processes,
-                   "distributed": self.accelerator.distributed_type.value,
-                   "train_prompts": len(self.train_prompts), "eval_before": before, "eval_after": after,
-                   "seconds": round(time.time() - started, 1), "config": config_to_dict(c)}
-        self.log({"step": self.total_steps, "eval": after})
-        self.save_final(self.tokenizer, summary)
-        self.accelerator.end_training()
-        return summary
+    @property
+    def progress_label(self) -> str:
+        return f"rl[{self.config.rule}]"
+
+    def progress_postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        return {f"{n[:8]}": f"{metrics[f'{n}/reward']:.3f}" for n in self.objectives}
+
+    def run_summary(self) -> dict[str, Any]:
+        return {"rule": self.config.rule, "train_prompts": len(self.train_prompts)}
