@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def evaluation_share(n: int, rank: int, world: int) -> tuple[range, int]:
     return range(min(n, rank * per), min(n, (rank + 1) * per)), per
 
 
-class TrainerBase:
+class TrainerBase(ABC):
     """Accelerator, output folder, the training loop, checkpoints, resume, JSONL + tracker logs and the final save.
 
     Subclasses set ``tracker_project`` and ``progress_label``, build ``model``, ``optimizer``, ``scheduler``,
@@ -227,13 +228,13 @@ class TrainerBase:
 
     progress_label = "train"
 
+    @abstractmethod
     def training_step(self, step: int) -> dict[str, Any]:
         """One optimizer step; its metrics (with ``skipped``: why, when the step changed nothing)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self) -> dict[str, Any]:
         """Held-out figures per objective (every process takes part)."""
-        raise NotImplementedError
 
     def progress_postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
         """What the progress bar shows after a step."""
