@@ -28,8 +28,9 @@ def run(args, cwd, **env):
 
 
 def two_processes(*args):
-    """``torchrun --nproc_per_node 2 ARGS`` (gloo on the CPU)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args]
+    """``torchrun --standalone --nproc_per_node 2 ARGS`` (gloo on the CPU; a free port, so runs on parallel test
+    workers do not meet on torchrun's default one)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
 
 
 def make_expert(tiny_model_path, path, seed, *, objectives=None, preference=None, scale=0.2):

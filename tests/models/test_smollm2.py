@@ -36,3 +36,28 @@ def test_missing_and_corrupt_gguf_files_give_clear_errors(tmp_path):
     with pytest.raises(ModelPrepareError, match="could not read GGUF file"):
         prepare_gguf_model(truncated, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_processes_preparing_at_once_de_quantise_once(tmp_path, monkeypatch):
+    """DDP ranks (or parallel test workers) that all ask for the model: one prepares, the others wait and reuse it."""
+    import threading
+    import time
+
+    calls = []
+
+    def slow_prepare(gguf_path, out_dir):
+        calls.append(out_dir)
+        time.sleep(0.3)  # long enough that every other caller arrives while this one works
+        out_dir.mkdir(parents=True)
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setattr(smollm2, "dequantise_gguf", slow_prepare)
+    out = tmp_path / "models" / "m"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(prepare_gguf_model(tmp_path / "x.gguf", out)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [out] and results == [out] * 4

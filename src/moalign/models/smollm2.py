@@ -56,14 +56,27 @@ def check_gguf_file(path: Path) -> None:
 def prepare_gguf_model(gguf_path: str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
     """De-quantise ``gguf_path`` once and save model + tokenizer as a ``save_pretrained`` directory.
 
-    Returns ``out_dir``. An existing complete checkpoint there is reused unless ``force``.
+    Returns ``out_dir``. An existing complete checkpoint there is reused unless ``force``. Processes that call this
+    at once (the ranks of a DDP launch) take turns on a lock beside ``out_dir``: the first prepares, the others reuse.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from filelock import FileLock
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     if (out_dir / "config.json").exists() and not force:
         return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
+        if (out_dir / "config.json").exists() and not force:
+            return out_dir
+        dequantise_gguf(gguf_path, out_dir)
+    return out_dir
+
+
+def dequantise_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Read ``gguf_path`` as float32 and save it as a plain model + tokenizer directory at ``out_dir``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     check_gguf_file(gguf_path)
     logger.info("de-quantising %s (about 30 s on two cores, done once)", gguf_path)
     try:
@@ -83,7 +96,6 @@ def prepare_gguf_model(gguf_path: str | Path, out_dir: str | Path, *, force: boo
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "moalign_source.json").write_text(json.dumps({"gguf_file": str(gguf_path)}, indent=2))
-    return out_dir
 
 
 def prepare_default_model(cache: str | Path | None = None, *, force: bool = False) -> Path:
