@@ -15,11 +15,12 @@ import pytest
 import torch
 from hypothesis import settings
 
-# CI derandomises hypothesis so a red run is reproducible and cannot come and go by chance, and drops the per-example
-# deadline, which measures the box (two test workers share two cores) rather than the code; local runs keep
-# exploring new examples.
+# No per-example deadline: it measures the box (two test workers share two cores) rather than the code. CI also
+# derandomises hypothesis so a red run is reproducible and cannot come and go by chance; local runs keep exploring
+# new examples.
+settings.register_profile("local", deadline=None)
 settings.register_profile("ci", derandomize=True, database=None, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "local"))
 
 torch.set_num_threads(1)
 
