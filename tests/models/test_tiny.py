@@ -23,8 +23,12 @@ def test_tiny_model_and_tokenizer_round_trip_through_auto_classes(tiny_model_pat
     assert AutoTokenizer.from_pretrained(tmp_path / "copy").get_vocab() == tok.get_vocab()
 
 
-def test_build_is_seeded_and_cached(tmp_path):
+def test_build_is_seeded_and_cached_and_leaves_the_global_rng_alone(tmp_path):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     a = load_model(build_tiny_model(tmp_path / "a", seed=3))
+    assert torch.equal(torch.rand(3), expected)
     b = load_model(build_tiny_model(tmp_path / "b", seed=3))
     c = load_model(build_tiny_model(tmp_path / "c", seed=4))
     wa, wb, wc = (m.model.layers[0].self_attn.q_proj.weight for m in (a, b, c))

@@ -96,8 +96,9 @@ def build_tiny_model(
         bos_token_id=tokenizer.bos_token_id,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's global random state untouched
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
