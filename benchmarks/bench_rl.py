@@ -2,7 +2,8 @@
 
     .venv/bin/pip install trl==1.16.0   # the anchor; not a moalign dependency
     python benchmarks/bench_rl.py [--steps 8] [--rounds 2] [--prompts 4 --generations 4 --tokens 32] [--threads 2]
-                                  [--mixed-precision no|bf16] [--engine generate|decode]
+                                  [--mixed-precision no|bf16] [--engine generate|decode] [--warmup-rounds N]
+    python benchmarks/bench_rl.py --count-ops [...]   # aten ops and host syncs per step instead of times
 
 Every configuration trains a LoRA adapter (r 8, all linear layers) on the same freshly built Llama (26M
 parameters by default) at the same precision (``--mixed-precision``: TRL's configs default to bf16 autocast,
@@ -17,9 +18,16 @@ generation length, a KL penalty to the reference (adapters disabled) on both sid
 * ``morlhf_gae``: moalign MORLHF (weights 1/3) with value heads, for scale.
 
 ``--engine decode`` samples moalign's rollouts with its own decoding loop (``DecodeEngine``) instead of
-``generate``. Each round runs every configuration once; the table shows median step times (first 2 steps of a run
-dropped), their ratio to TRL's in the same round, and for moalign the share of the step spent in
-generation, rewards, the rollout's log-prob/value passes, the update, and PAMA's closed-form solve.
+``generate``. Each round runs every configuration once, round r starting from the r-th configuration, so no
+configuration always pays for running first; ``--warmup-rounds`` runs untimed rounds before the reported ones (on a
+GPU the first runs of a process read slower). The table shows median step times (first 2 steps of a run dropped),
+their ratio to TRL's in the same round, and for moalign the share of the step spent in generation, rewards, the
+rollout's log-prob/value passes, the update, and PAMA's closed-form solve.
+
+``--count-ops`` times nothing: it counts the aten operators each configuration dispatches in its third step, those
+of generation among them, and the host syncs (``item``/``tolist``/copies to the CPU). On a GPU where a small
+model's step is bound by kernel launches rather than arithmetic, these counts are what a step costs, and they can
+be read on any machine.
 """
 
 from __future__ import annotations
@@ -29,13 +37,14 @@ import os
 import statistics
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from moalign.models import build_tiny_model  # noqa: E402
 from moalign.models.decoding import eos_ids  # noqa: E402
@@ -45,6 +54,9 @@ from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer  # noq
 from moalign.train.rollout import DecodeEngine  # noqa: E402
 
 OBJECTIVES = ("concise", "readable", "warm")
+CONFIGURATIONS = [("trl_grpo", None, None), ("pama_group", "pama", "group"), ("pama_gae", "pama", "gae"),
+                  ("morlhf_gae", "morlhf", "gae")]
+PHASES = ("generation", "rewards", "rollout passes", "update", "pama solve")
 
 
 def timed(phases: dict[str, float], name: str, fn):
@@ -58,7 +70,36 @@ def timed(phases: dict[str, float], name: str, fn):
     return wrapper
 
 
-def time_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage: str, out: str) -> tuple[list[float], dict]:
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``syncs`` those that
+    wait for the device (a scalar read or a copy to the CPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+        self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.ops += 1
+        if func is torch.ops.aten._local_scalar_dense.default or (
+                func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu"):
+            self.syncs += 1
+        return func(*args, **kwargs)
+
+
+def counted(counts: Counter, prefix: str, fn):
+    """``fn`` wrapped so that the operators it dispatches add to ``counts[prefix + " ops"]`` (and syncs)."""
+    def wrapper(*args, **kwargs):
+        with OpCounter() as counter:
+            out = fn(*args, **kwargs)
+        counts[f"{prefix} ops"] += counter.ops
+        counts[f"{prefix} syncs"] += counter.syncs
+        return out
+    return wrapper
+
+
+def moalign_trainer(model_dir: str, args: argparse.Namespace, rule: str, advantage: str, out: str):
     kl = {"kl_penalty": "loss", "kl_estimator": "k3"} if advantage == "group" else {}  # GRPO's KL, as TRL
     config = MultiObjectiveRLConfig(
         **kl, model=model_dir, task="bundled", rewards=list(OBJECTIVES), rule=rule, advantage=advantage,
@@ -69,6 +110,21 @@ def time_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage:
     trainer = MultiObjectiveRLTrainer(config)
     if args.engine == "decode":
         trainer.engine = DecodeEngine(trainer.tokenizer, eos_ids(trainer.policy(), trainer.tokenizer))
+    return trainer
+
+
+def count_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage: str, out: str) -> Counter:
+    trainer = moalign_trainer(model_dir, args, rule, advantage, out)
+    counts: Counter = Counter()
+    for step in range(2):
+        trainer.training_step(step)
+    trainer.engine.generate = counted(counts, "generation", trainer.engine.generate)
+    counted(counts, "step", trainer.training_step)(2)
+    return counts
+
+
+def time_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage: str, out: str) -> tuple[list[float], dict]:
+    trainer = moalign_trainer(model_dir, args, rule, advantage, out)
     phases: dict[str, float] = defaultdict(float)
     trainer.engine.generate = timed(phases, "generation", trainer.engine.generate)
     trainer.score = timed(phases, "rewards", trainer.score)
@@ -91,7 +147,8 @@ def time_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage:
     return times[2:], {k: statistics.median(v[2:]) for k, v in shares.items()}
 
 
-def time_trl(model_dir: str, args: argparse.Namespace, out: str) -> list[float]:
+def time_trl(model_dir: str, args: argparse.Namespace, out: str, counts: Counter | None = None) -> list[float]:
+    """TRL's step times (first 2 dropped); with ``counts``, instead the operator counts of its third step."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -117,6 +174,30 @@ def time_trl(model_dir: str, args: argparse.Namespace, out: str) -> list[float]:
         def on_step_end(self, *_, **__):
             times.append(time.perf_counter() - self.start)
 
+    class Counting(TrainerCallback):
+        """Counts the operators of the third step, and of the generation within it."""
+
+        counter = None
+
+        def on_train_begin(self, _args, _state, _control, model=None, **__):
+            generate = model.generate
+
+            def generate_counted(*a, **k):
+                if self.counter is None:
+                    return generate(*a, **k)
+                return counted(counts, "generation", generate)(*a, **k)
+            model.generate = generate_counted
+
+        def on_step_begin(self, _args, state, *_, **__):
+            if state.global_step == 2:
+                self.counter = OpCounter().__enter__()
+
+        def on_step_end(self, *_, **__):
+            if self.counter is not None:
+                self.counter.__exit__(None, None, None)
+                counts["step ops"], counts["step syncs"] = self.counter.ops, self.counter.syncs
+                self.counter = None
+
     config = GRPOConfig(output_dir=out, per_device_train_batch_size=args.prompts * args.generations,
                         num_generations=args.generations, max_completion_length=args.tokens, max_steps=args.steps,
                         reward_weights=[1.0] * len(OBJECTIVES), beta=0.01, learning_rate=1e-4, logging_steps=1000,
@@ -126,7 +207,7 @@ def time_trl(model_dir: str, args: argparse.Namespace, out: str) -> list[float]:
                           reward_funcs=[reward_function(s) for s in scorers], train_dataset=dataset,
                           processing_class=AutoTokenizer.from_pretrained(model_dir),
                           peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
-                          callbacks=[Timer()])
+                          callbacks=[Timer() if counts is None else Counting()])
     trainer.train()
     return times[2:]
 
@@ -145,6 +226,9 @@ def main() -> None:
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast on both sides")
     parser.add_argument("--engine", default="generate", choices=["generate", "decode"],
                         help="moalign's rollouts: transformers' generate (the default) or moalign's decoding loop")
+    parser.add_argument("--warmup-rounds", type=int, default=0, help="untimed rounds run before the reported ones")
+    parser.add_argument("--count-ops", action="store_true",
+                        help="count the operators and host syncs of one step per configuration instead of timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,18 +236,45 @@ def main() -> None:
         print(f"model {model_dir}, {args.prompts} prompts x {args.generations} samples x {args.tokens} tokens, "
               f"K = {len(OBJECTIVES)}, {args.threads} threads, {args.steps} steps per run, mixed precision {args.mixed_precision}, "
               f"moalign rollouts by {args.engine}")
-        print("| round | configuration | median step (s) | ratio to TRL | generation | rewards | rollout passes | update | pama solve |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in range(args.rounds):
-            trl = statistics.median(time_trl(model_dir, args, f"{tmp}/trl"))
-            print(f"| {r} | trl_grpo | {trl:.3f} | 1.00 | | | | | |", flush=True)
-            for name, rule, advantage in (("pama_group", "pama", "group"), ("pama_gae", "pama", "gae"),
-                                          ("morlhf_gae", "morlhf", "gae")):
+        if args.count_ops:
+            with torch.autograd.set_multithreading_enabled(False):  # backward on this thread, where the counter is
+                print_counts(model_dir, args, tmp)
+        else:
+            print_times(model_dir, args, tmp)
+
+
+def print_counts(model_dir: str, args: argparse.Namespace, tmp: str) -> None:
+    print("| configuration | aten ops per step | of which generation | host syncs per step | of which generation |")
+    print("|---|---|---|---|---|")
+    for name, rule, advantage in CONFIGURATIONS:
+        if name == "trl_grpo":
+            counts: Counter = Counter()
+            time_trl(model_dir, args, f"{tmp}/trl", counts)
+        else:
+            counts = count_moalign(model_dir, args, rule, advantage, f"{tmp}/{name}")
+        print(f"| {name} | {counts['step ops']} | {counts['generation ops']} | {counts['step syncs']} | "
+              f"{counts['generation syncs']} |", flush=True)
+
+
+def print_times(model_dir: str, args: argparse.Namespace, tmp: str) -> None:
+    print("| round | configuration | median step (s) | ratio to TRL | generation | rewards | rollout passes | update | pama solve |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in range(-args.warmup_rounds, args.rounds):
+        start = r % len(CONFIGURATIONS)
+        rows = {}
+        for name, rule, advantage in CONFIGURATIONS[start:] + CONFIGURATIONS[:start]:
+            if name == "trl_grpo":
+                rows[name] = statistics.median(time_trl(model_dir, args, f"{tmp}/trl")), None
+            else:
                 times, shares = time_moalign(model_dir, args, rule, advantage, f"{tmp}/{name}")
-                step = statistics.median(times)
-                cells = " | ".join(f"{100 * shares[k]:.2f} %" for k in ("generation", "rewards", "rollout passes",
-                                                                          "update", "pama solve"))
-                print(f"| {r} | {name} | {step:.3f} | {step / trl:.2f} | {cells} |", flush=True)
+                rows[name] = statistics.median(times), shares
+        if r < 0:
+            continue
+        trl = rows["trl_grpo"][0]
+        for name, _, _ in CONFIGURATIONS:
+            step, shares = rows[name]
+            cells = " | ".join(f"{100 * shares[k]:.2f} %" for k in PHASES) if shares else " | ".join("" for _ in PHASES)
+            print(f"| {r} | {name} | {step:.3f} | {step / trl:.2f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
