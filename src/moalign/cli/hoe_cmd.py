@@ -64,6 +64,18 @@ def parse_preference(text: str | None):
         raise PreferenceError(f"cannot read preference {text!r}; use w,w,... or name=w,...") from None
 
 
+def checked_preference(model_dir: Path, text: str | None):
+    """``--preference`` read and checked against the objectives in ``model_dir``'s manifest, before any weights load,
+    so a mistyped preference fails in a moment rather than after the model is read."""
+    from moalign.hoe.config import HoEConfig
+    from moalign.preference import normalize_preference
+
+    preference = parse_preference(text)
+    if preference is not None:
+        normalize_preference(preference, HoEConfig.load(model_dir).objectives)
+    return preference
+
+
 def parse_experts(text: str) -> list[tuple[str, Path]]:
     """``"helpful=DIR,harmless=DIR"`` → ``[(objective, model folder), ...]`` (a training output's ``final/``)."""
     from moalign.eval.methods import resolve_model_dir
@@ -110,8 +122,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from moalign.hoe import HoEModel
     from moalign.hoe.mod import mod_generate
 
+    preference = checked_preference(args.model_dir, args.preference)
     model = HoEModel.from_pretrained(args.model_dir)
-    preference = parse_preference(args.preference)
     settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     if args.method == "mod":
         answers = mod_generate(model, args.prompts, preference, **settings)
@@ -125,6 +137,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from moalign.hoe import HoEModel
 
+    preference = checked_preference(args.model_dir, args.preference)
     model = HoEModel.from_pretrained(args.model_dir)
-    print(f"saved: {model.export_lora(parse_preference(args.preference), args.out)}")
+    print(f"saved: {model.export_lora(preference, args.out)}")
     return 0
