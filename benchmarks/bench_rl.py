@@ -25,7 +25,7 @@ their ratio to TRL's in the same round, and for moalign the share of the step sp
 rollout's log-prob/value passes, the update, and PAMA's closed-form solve.
 
 ``--count-ops`` times nothing: it counts the aten operators each configuration dispatches in its third step, those
-of generation among them, and the host syncs (``item``/``tolist``/copies to the CPU). On a GPU where a small
+of generation among them, and the host reads of tensor values (``item``/``tolist``/copies to the CPU). On a GPU where a small
 model's step is bound by kernel launches rather than arithmetic, these counts are what a step costs, and they can
 be read on any machine.
 """
@@ -71,8 +71,8 @@ def timed(phases: dict[str, float], name: str, fn):
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``syncs`` those that
-    wait for the device (a scalar read or a copy to the CPU)."""
+    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``syncs`` the host reads
+    of tensor values (a scalar read or a copy to the CPU: a device sync on a GPU, unless the tensor lives on the CPU)."""
 
     def __init__(self):
         super().__init__()
@@ -244,7 +244,7 @@ def main() -> None:
 
 
 def print_counts(model_dir: str, args: argparse.Namespace, tmp: str) -> None:
-    print("| configuration | aten ops per step | of which generation | host syncs per step | of which generation |")
+    print("| configuration | aten ops per step | of which generation | host reads per step | of which generation |")
     print("|---|---|---|---|---|")
     for name, rule, advantage in CONFIGURATIONS:
         if name == "trl_grpo":
