@@ -3,7 +3,7 @@
     .venv/bin/pip install trl==1.16.0   # the anchor; not a moalign dependency
     python benchmarks/bench_rl.py [--steps 8] [--rounds 2] [--prompts 4 --generations 4 --tokens 32] [--threads 2]
                                   [--mixed-precision no|bf16] [--engine generate|decode] [--warmup-rounds N]
-    python benchmarks/bench_rl.py --count-ops [...]   # aten ops and host syncs per step instead of times
+    python benchmarks/bench_rl.py --count-ops [...]   # aten ops and host reads per step instead of times
 
 Every configuration trains a LoRA adapter (r 8, all linear layers) on the same freshly built Llama (26M
 parameters by default) at the same precision (``--mixed-precision``: TRL's configs default to bf16 autocast,
@@ -228,7 +228,7 @@ def main() -> None:
                         help="moalign's rollouts: transformers' generate (the default) or moalign's decoding loop")
     parser.add_argument("--warmup-rounds", type=int, default=0, help="untimed rounds run before the reported ones")
     parser.add_argument("--count-ops", action="store_true",
-                        help="count the operators and host syncs of one step per configuration instead of timing")
+                        help="count the operators and host reads of one step per configuration instead of timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
