@@ -25,9 +25,9 @@ their ratio to TRL's in the same round, and for moalign the share of the step sp
 rollout's log-prob/value passes, the update, and PAMA's closed-form solve.
 
 ``--count-ops`` times nothing: it counts the aten operators each configuration dispatches in its third step, those
-of generation among them, and the host reads of tensor values (``item``/``tolist``/copies to the CPU). On a GPU where a small
-model's step is bound by kernel launches rather than arithmetic, these counts are what a step costs, and they can
-be read on any machine.
+of generation among them, and the host reads of tensor values (``item``/``tolist``/copies to the CPU). On a GPU
+where a small model's step is bound by kernel launches rather than arithmetic, these counts are what a step costs,
+and they can be read on any machine.
 """
 
 from __future__ import annotations
