@@ -71,8 +71,9 @@ def timed(phases: dict[str, float], name: str, fn):
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``syncs`` the host reads
-    of tensor values (a scalar read or a copy to the CPU: a device sync on a GPU, unless the tensor lives on the CPU)."""
+    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``syncs`` the host
+    reads of tensor values (a scalar read or a copy to the CPU: a device sync on a GPU, unless the tensor lives on
+    the CPU)."""
 
     def __init__(self):
         super().__init__()
