@@ -102,3 +102,21 @@ def test_a_process_done_early_keeps_stepping_until_every_process_is_done(tiny_mo
                     all_done=others_busy_for(6), **common)
     assert synced == alone and [len(t) for t in synced] == [2, 3]
     assert len(forwards) == 6 and asked[:3] == [False] * 3 and all(asked[3:])
+
+
+def test_the_cache_is_passed_under_the_name_this_transformers_takes(tiny_model_path):
+    """transformers 5.25 renamed ``past_key_values`` to ``cache`` (the old name goes in 5.40): decoding uses the
+    name the installed version declares, so it neither warns now nor breaks when the old name is removed."""
+    import warnings
+
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from moalign.models.decoding import cache_keyword
+
+    assert cache_keyword() in CausalLMOutputWithPast.__dataclass_fields__
+    model, tokenizer = load_model(tiny_model_path), load_tokenizer(tiny_model_path)
+    ids, mask = _batch(tokenizer, PROMPTS[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        decode(model_step(model), ids, mask, max_new_tokens=4, eos_token_ids=[tokenizer.eos_token_id],
+               pad_token_id=tokenizer.pad_token_id)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from moalign.hoe.config import HoEError
-from moalign.models.decoding import Step
+from moalign.models.decoding import Step, forward_with_cache
 from moalign.hoe.model import HoEModel, Preferences
 
 
@@ -44,10 +44,10 @@ def mod_step(model: HoEModel, preferences: np.ndarray) -> Step:
         caches = caches or [None] * len(experts)
         mixed, new_caches = 0.0, []
         for k, (w, cache) in enumerate(zip(weights, caches)):
-            out = model(input_ids=new_ids, attention_mask=attention_mask, position_ids=position_ids,
-                        past_key_values=cache, use_cache=True, mixing_weights=w)
+            out, cache = forward_with_cache(model, cache, input_ids=new_ids, attention_mask=attention_mask,
+                                            position_ids=position_ids, mixing_weights=w)
             mixed = mixed + lam[:, k, None] * torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-            new_caches.append(out.past_key_values)
+            new_caches.append(cache)
         return mixed, new_caches
 
     return step

@@ -9,6 +9,7 @@ next-token distribution comes from a ``step`` function, so a plain or PEFT model
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -151,13 +152,29 @@ def decode(
     return out
 
 
+@functools.cache
+def cache_keyword() -> str:
+    """The name under which a causal LM's forward takes its KV cache and its output returns it: ``cache`` from
+    transformers 5.25 (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def forward_with_cache(model: torch.nn.Module, cache: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``model(**kwargs)`` continuing from ``cache`` (None: start one); returns the output and the new cache."""
+    name = cache_keyword()
+    output = model(**kwargs, use_cache=True, **{name: cache})
+    return output, getattr(output, name)
+
+
 def model_step(model: torch.nn.Module, **forward_kwargs: Any) -> Step:
     """A :data:`Step` calling a causal LM (``forward_kwargs`` are passed on, e.g. HoE's ``preference``)."""
 
     def step(new_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any):
-        output = model(input_ids=new_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       past_key_values=cache, use_cache=True, **forward_kwargs)
-        return output.logits[:, -1], output.past_key_values
+        output, cache = forward_with_cache(model, cache, input_ids=new_ids, attention_mask=attention_mask,
+                                           position_ids=position_ids, **forward_kwargs)
+        return output.logits[:, -1], cache
 
     return step
 
