@@ -71,31 +71,32 @@ def timed(phases: dict[str, float], name: str, fn):
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``syncs`` the host
+    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``reads`` the host
     reads of tensor values (a scalar read or a copy to the CPU: a device sync on a GPU, unless the tensor lives on
     the CPU)."""
 
     def __init__(self):
         super().__init__()
         self.ops = 0
-        self.syncs = 0
+        self.reads = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         self.ops += 1
         if func is torch.ops.aten._local_scalar_dense.default or (
                 func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu"):
-            self.syncs += 1
+            self.reads += 1
         return func(*args, **kwargs)
 
 
 def counted(counts: Counter, prefix: str, fn):
-    """``fn`` wrapped so that the operators it dispatches add to ``counts[prefix + " ops"]`` (and syncs)."""
+    """``fn`` wrapped so that the operators it dispatches add to ``counts[prefix + " ops"]`` (host reads to
+    ``counts[prefix + " reads"]``)."""
     def wrapper(*args, **kwargs):
         with OpCounter() as counter:
             out = fn(*args, **kwargs)
         counts[f"{prefix} ops"] += counter.ops
-        counts[f"{prefix} syncs"] += counter.syncs
+        counts[f"{prefix} reads"] += counter.reads
         return out
     return wrapper
 
@@ -196,7 +197,7 @@ def time_trl(model_dir: str, args: argparse.Namespace, out: str, counts: Counter
         def on_step_end(self, *_, **__):
             if self.counter is not None:
                 self.counter.__exit__(None, None, None)
-                counts["step ops"], counts["step syncs"] = self.counter.ops, self.counter.syncs
+                counts["step ops"], counts["step reads"] = self.counter.ops, self.counter.reads
                 self.counter = None
 
     config = GRPOConfig(output_dir=out, per_device_train_batch_size=args.prompts * args.generations,
@@ -253,8 +254,8 @@ def print_counts(model_dir: str, args: argparse.Namespace, tmp: str) -> None:
             time_trl(model_dir, args, f"{tmp}/trl", counts)
         else:
             counts = count_moalign(model_dir, args, rule, advantage, f"{tmp}/{name}")
-        print(f"| {name} | {counts['step ops']} | {counts['generation ops']} | {counts['step syncs']} | "
-              f"{counts['generation syncs']} |", flush=True)
+        print(f"| {name} | {counts['step ops']} | {counts['generation ops']} | {counts['step reads']} | "
+              f"{counts['generation reads']} |", flush=True)
 
 
 def print_times(model_dir: str, args: argparse.Namespace, tmp: str) -> None:
