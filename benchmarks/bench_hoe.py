@@ -1,10 +1,13 @@
 """Decoding throughput of HoE against one LoRA and against MOD, one process, one run.
 
     python benchmarks/bench_hoe.py [--model smollm2] [--batch 8] [--tokens 32] [--rank 16] [--rounds 3] [--threads 2]
-                                   [--methods base,merged_lora,hoe_mixed,...] [--profile]
+                                   [--methods base,merged_lora,hoe_mixed,...] [--decoding dynamic] [--profile]
 
 Every row decodes the same batch of bundled prompts greedily for exactly ``--tokens`` new tokens (no early stop)
-with the same loop (``moalign.models.decoding.decode``, KV cache), so only the model's forward differs:
+with the same loop (``moalign.models.decoding.decode``, KV cache) and the same ``--decoding`` for every row, so
+only the model's forward differs. ``--decoding dynamic``: the cache grows by a token per step, every kernel
+launched from Python; ``static``: a preallocated cache (fixed shapes); ``cuda_graph``: the static step captured
+once per decode as a CUDA graph and replayed (GPU only; MOD captures one graph per expert):
 
 * ``base``: the base model;
 * ``merged_lora``: the base with one rank-``r`` LoRA merged into its weights (the reference, 1.0);
@@ -41,6 +44,7 @@ from moalign.models.decoding import decode, model_step  # noqa: E402
 from moalign.hoe.mod import mod_step  # noqa: E402
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, render_prompt  # noqa: E402
 from moalign.models.generation import left_pad  # noqa: E402
+from moalign.models.static_decoding import static_model_step  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 
 
@@ -65,6 +69,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--methods", help="comma-separated subset of the rows (merged_lora is always measured)")
+    parser.add_argument("--decoding", choices=["dynamic", "static", "cuda_graph"], default="dynamic",
+                        help="how every method's decoding step runs (see above)")
     parser.add_argument("--profile", action="store_true", help="profile one decode of merged_lora and hoe_mixed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -88,18 +94,24 @@ def main() -> None:
 
         preferences = {k: np.random.default_rng(k).dirichlet(np.ones(k), size=args.batch) for k in (2, 3, 4)}
 
+        def step_of(model, config=None, **forward_kwargs):
+            if args.decoding == "dynamic":
+                return model_step(model, **forward_kwargs)
+            return static_model_step(model, args.tokens, cuda_graph=args.decoding == "cuda_graph", config=config,
+                                     **forward_kwargs)
+
         def hoe_step():
             hoe = hoe_model(3, anchors=True)
             mixed = np.random.default_rng(0).dirichlet(np.ones(3), size=args.batch)
-            return lambda: model_step(hoe, mixing_weights=hoe.mixing_weights(mixed, batch=args.batch))
+            return lambda: step_of(hoe, hoe.base.config, mixing_weights=hoe.mixing_weights(mixed, batch=args.batch))
 
         def mod(k: int):
             model = hoe_model(k, anchors=False)
-            return lambda: mod_step(model, preferences[k])
+            return lambda: mod_step(model, preferences[k], lambda w: step_of(model, model.base.config, mixing_weights=w))
 
         def plain(model):
             model = model.to(device)
-            return lambda: model_step(model)
+            return lambda: step_of(model)
 
         builders = {
             "base": lambda: plain(load_model(args.model)),
@@ -130,7 +142,7 @@ def main() -> None:
             # each round as it ends, so a run cut short still leaves its measurements
             print(f"round {round_index}: " + ", ".join(f"{name} {ratios[name][-1]:.2f}" for name in steps), flush=True)
     print(f"model {args.model}, device {device}, threads {args.threads}, batch {args.batch}, {args.tokens} new tokens, "
-          f"LoRA rank {args.rank}, {args.rounds} rounds")
+          f"LoRA rank {args.rank}, {args.rounds} rounds, {args.decoding} decoding")
     print("| method | tokens/s (median) | ratio to merged_lora (median of rounds) | ratio, lowest to highest round |")
     print("|---|---|---|---|")
     for name in steps:

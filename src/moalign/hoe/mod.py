@@ -8,15 +8,16 @@ weights, tokenisation and the decoding loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from moalign.hoe.config import HoEError
-from moalign.models.decoding import Step, forward_with_cache
+from moalign.hoe.layer import MixingWeights
 from moalign.hoe.model import HoEModel, Preferences
+from moalign.models.decoding import Step, model_step
 
 
 def objective_experts(model: HoEModel) -> list[int]:
@@ -31,22 +32,27 @@ def objective_experts(model: HoEModel) -> list[int]:
     return found
 
 
-def mod_step(model: HoEModel, preferences: np.ndarray) -> Step:
-    """A decoding step that runs every objective's expert and mixes their log-probabilities per row."""
+def mod_step(model: HoEModel, preferences: np.ndarray,
+             expert_step: Callable[[MixingWeights], Step] | None = None) -> Step:
+    """A decoding step that runs every objective's expert and mixes their log-probabilities per row.
+
+    ``expert_step(weights)`` makes one expert's step from its one-hot mixing weights (default:
+    :func:`~moalign.models.decoding.model_step`; a benchmark passes a static-cache or CUDA-graph step).
+    """
     experts = objective_experts(model)
     batch = preferences.shape[0]
     device = next(model.parameters()).device
     lam = torch.as_tensor(preferences, dtype=torch.float32, device=device)
+    expert_step = expert_step or (lambda weights: model_step(model, mixing_weights=weights))
     one_hot = [torch.nn.functional.one_hot(torch.tensor(j), len(model.config.experts)).float() for j in experts]
-    weights = [model.mixing_weights(batch=batch, expert_weights=w) for w in one_hot]
+    steps = [expert_step(model.mixing_weights(batch=batch, expert_weights=w)) for w in one_hot]
 
     def step(new_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, caches: Any):
-        caches = caches or [None] * len(experts)
+        caches = caches or [None] * len(steps)
         mixed, new_caches = 0.0, []
-        for k, (w, cache) in enumerate(zip(weights, caches)):
-            out, cache = forward_with_cache(model, cache, input_ids=new_ids, attention_mask=attention_mask,
-                                            position_ids=position_ids, mixing_weights=w)
-            mixed = mixed + lam[:, k, None] * torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        for k, (expert, cache) in enumerate(zip(steps, caches)):
+            logits, cache = expert(new_ids, attention_mask, position_ids, cache)
+            mixed = mixed + lam[:, k, None] * torch.log_softmax(logits.float(), dim=-1)
             new_caches.append(cache)
         return mixed, new_caches
 

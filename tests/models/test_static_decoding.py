@@ -1,0 +1,144 @@
+"""Static-cache decoding computes what the growing-cache decoding computes: the same scores at every step and the
+same tokens, for a plain model on three architectures, HoE with a trained-looking router and mixed preferences per
+row, and MOD; and it refuses what it cannot do (CUDA graphs off CUDA, decoding past its cache)."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_expert
+from moalign.hoe import HoEModel, expert_from_adapter
+from moalign.hoe.mod import mod_step
+from moalign.models import load_model, load_tokenizer
+from moalign.models.decoding import decode, model_step
+from moalign.models.generation import left_pad, render_prompt
+from moalign.models.static_decoding import static_model_step
+
+PROMPTS = ["hello cat", "the dog runs far away from the big red house today", "why"]
+BUDGETS = [9, 4, 7]
+
+
+def recording(step):
+    """``step`` that also keeps the scores it returns."""
+    seen = []
+
+    def wrapped(*args):
+        scores, cache = step(*args)
+        seen.append(scores.detach().float().clone())
+        return scores, cache
+
+    return wrapped, seen
+
+
+def both_ways(make_step, input_ids, attention_mask, pad, **settings):
+    """Decode once with ``make_step(None)`` (growing cache) and once with ``make_step(budget)`` (static cache);
+    return both token lists and both score sequences."""
+    results = []
+    for budget in (None, max(BUDGETS)):
+        step, seen = recording(make_step(budget))
+        tokens = decode(step, input_ids, attention_mask, max_new_tokens=BUDGETS, eos_token_ids=[], pad_token_id=pad,
+                        **settings)
+        results.append((tokens, seen))
+    return results
+
+
+def assert_same(results):
+    (dynamic_tokens, dynamic_scores), (static_tokens, static_scores) = results
+    assert static_tokens == dynamic_tokens
+    assert len(static_scores) == len(dynamic_scores) == max(BUDGETS)
+    for dynamic, static in zip(dynamic_scores, static_scores):
+        torch.testing.assert_close(static, dynamic, rtol=1e-4, atol=1e-4)
+
+
+def tiny_batch(tiny_model_path):
+    tokenizer = load_tokenizer(tiny_model_path)
+    rows = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    return (*left_pad(rows, tokenizer.pad_token_id), tokenizer.pad_token_id)
+
+
+def test_static_decoding_equals_dynamic_for_a_left_padded_batch_greedy_and_sampled(tiny_model_path):
+    model = load_model(tiny_model_path)
+    ids, mask, pad = tiny_batch(tiny_model_path)
+    assert bool((mask == 0).any())  # left padding is exercised
+
+    def make(budget):
+        return model_step(model) if budget is None else static_model_step(model, budget)
+
+    assert_same(both_ways(make, ids, mask, pad))
+    assert_same(both_ways(make, ids, mask, pad, temperature=[0.0, 1.0, 0.8], top_p=0.9, seeds=[1, 2, 3], top_k=20))
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "qwen2"])
+def test_static_decoding_equals_dynamic_on_other_architectures(kind):
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = (GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64))
+                 if kind == "gpt2" else
+                 Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                              num_attention_heads=2, num_key_value_heads=1, vocab_size=100))).eval()
+    ids = torch.randint(1, 100, (3, 6), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    mask[2, :4] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+
+    def make(budget):
+        return model_step(model) if budget is None else static_model_step(model, budget)
+
+    assert_same(both_ways(make, ids, mask, 0))
+
+
+@pytest.fixture(scope="module")
+def hoe_with_router(tiny_model_path, tmp_path_factory):
+    root = tmp_path_factory.mktemp("static-experts")
+    dirs = [make_expert(tiny_model_path, root / f"e{k}", seed=60 + k, scale=0.3) for k in range(3)]
+    experts = [expert_from_adapter(n, np.eye(3)[k], d) for k, (n, d) in enumerate(zip("abc", dirs))]
+    hoe = HoEModel.from_experts(load_model(tiny_model_path), experts, list("abc"))
+    index = hoe.add_router([0.5, 0.5, 0.0])
+    with torch.no_grad():  # a router whose weights depend on each token
+        for p in hoe.routers[str(index)].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+    return hoe
+
+
+def test_static_decoding_of_hoe_with_a_router_and_a_preference_per_row_equals_dynamic(hoe_with_router, tiny_model_path):
+    hoe = hoe_with_router
+    ids, mask, pad = tiny_batch(tiny_model_path)
+    preferences = [[0.4, 0.6, 0.0], [0.1, 0.1, 0.8], [0.5, 0.5, 0.0]]
+
+    def make(budget):
+        weights = hoe.mixing_weights(preferences, batch=3)
+        if budget is None:
+            return model_step(hoe, mixing_weights=weights)
+        return static_model_step(hoe, budget, config=hoe.base.config, mixing_weights=weights)
+
+    assert_same(both_ways(make, ids, mask, pad))
+
+
+def test_mod_over_static_expert_steps_equals_mod_over_dynamic_ones(hoe_with_router, tiny_model_path):
+    hoe = hoe_with_router
+    ids, mask, pad = tiny_batch(tiny_model_path)
+    preferences = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+    def make(budget):
+        if budget is None:
+            return mod_step(hoe, preferences)
+        return mod_step(hoe, preferences, lambda w: static_model_step(hoe, budget, config=hoe.base.config,
+                                                                      mixing_weights=w))
+
+    assert_same(both_ways(make, ids, mask, pad))
+
+
+def test_static_decoding_refuses_what_it_cannot_do(tiny_model_path, hoe_with_router):
+    model = load_model(tiny_model_path)
+    ids, mask, pad = tiny_batch(tiny_model_path)
+    with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
+        static_model_step(model, 4, cuda_graph=True)
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1"):
+        static_model_step(model, 0)
+    with pytest.raises(TypeError, match="pass config="):
+        static_model_step(hoe_with_router, 4)  # a HoE model's config is HoE's, not the base model's
+    with pytest.raises(ValueError, match="decoding past the static cache's .* max_new_tokens=3"):
+        decode(static_model_step(model, 3), ids, mask, max_new_tokens=5, eos_token_ids=[], pad_token_id=pad)
