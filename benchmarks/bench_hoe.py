@@ -40,11 +40,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moalign.hoe import HoEModel, expert_from_adapter, merged_expert  # noqa: E402
-from moalign.models.decoding import decode, model_step  # noqa: E402
+from moalign.models.decoding import decode  # noqa: E402
 from moalign.hoe.mod import mod_step  # noqa: E402
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, render_prompt  # noqa: E402
 from moalign.models.generation import left_pad  # noqa: E402
-from moalign.models.static_decoding import static_model_step  # noqa: E402
+from moalign.models.static_decoding import DECODING_MODES, decoding_step  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--methods", help="comma-separated subset of the rows (merged_lora is always measured)")
-    parser.add_argument("--decoding", choices=["dynamic", "static", "cuda_graph"], default="dynamic",
+    parser.add_argument("--decoding", choices=DECODING_MODES, default="dynamic",
                         help="how every method's decoding step runs (see above)")
     parser.add_argument("--profile", action="store_true", help="profile one decode of merged_lora and hoe_mixed")
     args = parser.parse_args()
@@ -95,10 +95,7 @@ def main() -> None:
         preferences = {k: np.random.default_rng(k).dirichlet(np.ones(k), size=args.batch) for k in (2, 3, 4)}
 
         def step_of(model, config=None, **forward_kwargs):
-            if args.decoding == "dynamic":
-                return model_step(model, **forward_kwargs)
-            return static_model_step(model, args.tokens, cuda_graph=args.decoding == "cuda_graph", config=config,
-                                     **forward_kwargs)
+            return decoding_step(model, args.decoding, args.tokens, config=config, **forward_kwargs)
 
         def hoe_step():
             hoe = hoe_model(3, anchors=True)

@@ -40,10 +40,11 @@ def test_generate_prints_what_the_library_generates(built):
     model = HoEModel.from_pretrained(root / "hoe")
     for method, expected in (("hoe", model.generate(["hello", "tell me more"], [0.7, 0.3], max_new_tokens=8)),
                              ("mod", mod_generate(model, ["hello", "tell me more"], [0.7, 0.3], max_new_tokens=8))):
-        out = moalign("hoe", "generate", root / "hoe", "hello", "tell me more", "--preference", "0.7,0.3",
-                      "--max-new-tokens", "8", "--method", method)
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.splitlines() == expected
+        for decoding in ("dynamic", "static"):
+            out = moalign("hoe", "generate", root / "hoe", "hello", "tell me more", "--preference", "0.7,0.3",
+                          "--max-new-tokens", "8", "--method", method, "--decoding", decoding)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.splitlines() == expected, decoding
 
 
 def test_export_gives_a_peft_adapter_equal_to_the_model_at_that_preference(built, tiny_model_path):
@@ -83,6 +84,8 @@ def test_front_sweeps_hoe_mod_and_soup(built, tiny_model_path, tmp_path):
     (["generate", "{hoe}", "hi", "--preference", "1,2,3"], "3 weight"),
     (["generate", "{hoe}", "hi", "--preference", "helpful=1"], "unknown objective"),
     (["generate", "{hoe}", "hi", "--preference", "a,b"], "cannot read preference"),
+    (["generate", "{hoe}", "hi", "--decoding", "cuda_graph", "--device", "cpu"], "CUDA graphs need the model on a CUDA"),
+    (["generate", "{hoe}", "hi", "--decoding", "fast"], "unknown decoding 'fast'"),
     (["export", "{hoe}", "--preference", "0,0", "--out", "{tmp}"], "all weights are zero"),
     (["build", "--experts", "warm=nowhere", "--out", "{tmp}"], "nowhere: no such folder"),
 ])

@@ -134,7 +134,7 @@ def test_mod_over_static_expert_steps_equals_mod_over_dynamic_ones(hoe_with_rout
 def test_static_decoding_refuses_what_it_cannot_do(tiny_model_path, hoe_with_router):
     model = load_model(tiny_model_path)
     ids, mask, pad = tiny_batch(tiny_model_path)
-    with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
+    with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device; it is on cpu"):
         static_model_step(model, 4, cuda_graph=True)
     with pytest.raises(ValueError, match="max_new_tokens must be at least 1"):
         static_model_step(model, 0)
@@ -142,3 +142,13 @@ def test_static_decoding_refuses_what_it_cannot_do(tiny_model_path, hoe_with_rou
         static_model_step(hoe_with_router, 4)  # a HoE model's config is HoE's, not the base model's
     with pytest.raises(ValueError, match="decoding past the static cache's .* max_new_tokens=3"):
         decode(static_model_step(model, 3), ids, mask, max_new_tokens=5, eos_token_ids=[], pad_token_id=pad)
+
+
+def test_hoe_and_mod_generate_with_a_static_cache_answer_as_with_a_growing_one(hoe_with_router, tiny_model_path):
+    from moalign.hoe.mod import mod_generate
+
+    tokenizer = load_tokenizer(tiny_model_path)
+    preferences = [[0.4, 0.6, 0.0], [0.1, 0.1, 0.8], [1.0, 0.0, 0.0]]
+    settings = dict(tokenizer=tokenizer, max_new_tokens=8, temperature=0.9, seed=4, batch_size=2)
+    for generate in (hoe_with_router.generate, lambda *a, **k: mod_generate(hoe_with_router, *a, **k)):
+        assert generate(PROMPTS, preferences, decoding="static", **settings) == generate(PROMPTS, preferences, **settings)

@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -172,8 +173,9 @@ def test_a_rewarded_soup_of_experts_at_a_vertex_answers_like_that_expert(hoe_dir
         server.stop()
 
 
-def test_a_plain_model_is_served_without_preferences(tiny_model_path, tmp_path):
-    server = Server([tiny_model_path, "--name", "base"], log=tmp_path / "log")
+@pytest.mark.parametrize("decoding", ["dynamic", "static"])
+def test_a_plain_model_is_served_without_preferences(tiny_model_path, tmp_path, decoding):
+    server = Server([tiny_model_path, "--name", "base", "--decoding", decoding], log=tmp_path / "log")
     try:
         body = {"model": "base", "messages": MESSAGES, "max_tokens": 10, "temperature": 0}
         reply = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60).json()
@@ -185,6 +187,41 @@ def test_a_plain_model_is_served_without_preferences(tiny_model_path, tmp_path):
         assert httpx.get(server.url + "/v1/models").json()["data"][0]["objectives"] == []
     finally:
         server.stop()
+
+
+def test_a_static_cache_server_answers_mixed_preference_batches_as_the_library_does(hoe_dir, tmp_path):
+    server = Server([hoe_dir, "--name", "hoe", "--decoding", "static", "--batch-window-ms", "200"],
+                    log=tmp_path / "log")
+    preferences = [[1.0, 0.0], [0.3, 0.7], [0.5, 0.5], [0.0, 1.0]]
+    budgets = [12, 5, 9, 12]
+    try:
+        barrier = threading.Barrier(len(preferences))
+
+        def ask(index: int) -> str:
+            barrier.wait()
+            response = chat(server.url, max_tokens=budgets[index], temperature=0.8, seed=index,
+                            preference=preferences[index])
+            assert response.status_code == 200, response.text
+            return response.json()["choices"][0]["message"]["content"]
+
+        with ThreadPoolExecutor(len(preferences)) as pool:
+            answers = list(pool.map(ask, range(len(preferences))))
+        assert server.metrics()["moalign_batch_size_max"] >= 2  # rows of different budgets shared a static cache
+    finally:
+        server.stop()
+    library = HoEModel.from_pretrained(hoe_dir)
+    for index, answer in enumerate(answers):
+        assert answer == library.generate([MESSAGES], preferences[index], max_new_tokens=budgets[index],
+                                          temperature=0.8, seeds=[index])[0], index
+
+
+@pytest.mark.parametrize("decoding,message", [("cuda_graph", "CUDA graphs need the model on a CUDA device"),
+                                              ("warp", "unknown decoding 'warp'")])
+def test_a_decoding_the_device_cannot_run_is_refused_at_start(hoe_dir, decoding, message):
+    from helpers import moalign
+
+    out = moalign("serve", hoe_dir, "--decoding", decoding, "--device", "cpu")
+    assert out.returncode == 2 and message in out.stderr, out.stderr
 
 
 class SlowTokenizer:

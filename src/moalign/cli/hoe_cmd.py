@@ -38,6 +38,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--method", choices=["hoe", "mod"], default="hoe",
                           help="hoe (one mixed forward) or mod (decoding-time mixing of the experts)")
+    generate.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    generate.add_argument("--decoding", default="dynamic",
+                          help="dynamic: a KV cache grown per token; static: preallocated; cuda_graph: the static "
+                               "step captured once per batch and replayed (GPU)")
     generate.set_defaults(handler=run_generate)
 
     export = sub.add_parser("export", help="save the model at one preference as a plain PEFT LoRA adapter")
@@ -119,12 +123,18 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    import torch
+
     from moalign.hoe import HoEModel
     from moalign.hoe.mod import mod_generate
+    from moalign.models.static_decoding import check_decoding
 
     preference = checked_preference(args.model_dir, args.preference)
-    model = HoEModel.from_pretrained(args.model_dir)
-    settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_decoding(args.decoding, device)
+    model = HoEModel.from_pretrained(args.model_dir, device=device)
+    settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                    decoding=args.decoding)
     if args.method == "mod":
         answers = mod_generate(model, args.prompts, preference, **settings)
     else:

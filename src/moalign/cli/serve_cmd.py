@@ -38,6 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--default-max-tokens", type=int, help="max_tokens when a request names none (default 256)")
     serve.add_argument("--dtype", default="auto")
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    serve.add_argument("--decoding", default="dynamic",
+                       help="dynamic: a KV cache grown per token; static: preallocated; cuda_graph: the static step "
+                            "captured once per batch and replayed (GPU; fastest for small models and batches)")
     serve.set_defaults(handler=run_serve)
 
 
@@ -53,7 +56,7 @@ def run_serve(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     served = load_served_model(args.model_dir, experts=parse_experts(args.experts) if args.experts else None,
                                base_model=args.model, name=args.name, front=args.front, dtype=args.dtype,
-                               device=device)
+                               device=device, decoding=args.decoding)
     print(f"serving {served.name!r} (objectives: {', '.join(served.objectives) or 'none'}) on "
           f"http://{config.host}:{config.port}/ (playground at /)", flush=True)
     run_server(served, config)

@@ -18,6 +18,7 @@ from moalign.hoe.config import HoEError
 from moalign.hoe.layer import MixingWeights
 from moalign.hoe.model import HoEModel, Preferences
 from moalign.models.decoding import Step, model_step
+from moalign.models.static_decoding import check_decoding, decoding_step
 
 
 def objective_experts(model: HoEModel) -> list[int]:
@@ -62,11 +63,16 @@ def mod_step(model: HoEModel, preferences: np.ndarray,
 @torch.no_grad()
 def mod_generate(model: HoEModel, prompts: Sequence[Any], preference: Preferences | None = None, *,
                  tokenizer: Any = None, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16, progress: bool = False,
-                 desc: str = "MOD") -> list[str]:
+                 top_k: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
+                 progress: bool = False, desc: str = "MOD", decoding: str = "dynamic") -> list[str]:
     """:meth:`HoEModel.generate`'s contract, decoded with MOD instead of HoE's routing."""
     prompts = list(prompts)
     preferences = model.preference_matrix(preference, len(prompts))
-    return model.decode_prompts(lambda rows: mod_step(model, preferences[rows]), prompts, tokenizer=tokenizer,
+    check_decoding(decoding, next(model.parameters()).device)
+
+    def expert_step(weights: MixingWeights) -> Step:
+        return decoding_step(model, decoding, max_new_tokens, config=model.base.config, mixing_weights=weights)
+
+    return model.decode_prompts(lambda rows: mod_step(model, preferences[rows], expert_step), prompts, tokenizer=tokenizer,
                                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
                                 seeds=seeds, batch_size=batch_size, progress=progress, desc=desc)

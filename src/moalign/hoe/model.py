@@ -20,7 +20,8 @@ from torch import nn
 
 from moalign.hoe.config import WEIGHTS_NAME, AnchorConfig, ExpertConfig, HoEConfig, HoEError
 from moalign.hoe.experts import Expert, linear_modules, linear_weight
-from moalign.models.decoding import default_top_k, eos_ids, generate_texts, model_step
+from moalign.models.decoding import default_top_k, eos_ids, generate_texts
+from moalign.models.static_decoding import check_decoding, decoding_step
 from moalign.hoe.layer import MixingWeights, MixtureLoraLinear, RouterExpert, mixing, route_block
 from moalign.hoe.routing import nearest_experts, route_preference, route_preferences
 from moalign.preference import normalize_preference
@@ -212,22 +213,24 @@ class HoEModel(nn.Module):
                  tokenizer: Any = None, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                  top_k: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
                  expert_weights: torch.Tensor | np.ndarray | None = None, progress: bool = False,
-                 desc: str = "generating") -> list[str]:
+                 desc: str = "generating", decoding: str = "dynamic") -> list[str]:
         """One response per prompt, each at its own preference (one for all, or one per prompt), or with
         ``expert_weights`` given directly.
 
         Sampling is per row with its own generator (``seeds[i]``, default ``seed + i``), so an answer depends only
         on its prompt, preference and seed; greedy when ``temperature`` is 0. ``top_k`` defaults to the base
-        model's generation config, as in transformers' ``generate``.
+        model's generation config, as in transformers' ``generate``. ``decoding`` is one of
+        :data:`~moalign.models.static_decoding.DECODING_MODES` (``cuda_graph``: fastest for small batches on a GPU).
         """
         prompts = list(prompts)
         preferences = self.preference_matrix(preference, len(prompts))
+        check_decoding(decoding, next(self.base.parameters()).device)
 
         def make_step(rows: slice):
             batch = len(prompts[rows])
             weights = (self.mixing_weights(batch=batch, expert_weights=expert_weights) if expert_weights is not None
                        else self.mixing_weights(preferences[rows], batch=batch))
-            return model_step(self, mixing_weights=weights)
+            return decoding_step(self, decoding, max_new_tokens, config=self.base.config, mixing_weights=weights)
 
         return self.decode_prompts(make_step, prompts, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
                                    temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, seeds=seeds,

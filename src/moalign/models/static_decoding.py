@@ -17,7 +17,12 @@ from typing import Any
 
 import torch
 
-from moalign.models.decoding import Step, forward_with_cache
+from moalign.errors import MoalignError
+from moalign.models.decoding import Step, forward_with_cache, model_step
+
+DECODING_MODES = ("dynamic", "static", "cuda_graph")
+"""How a decoding step runs: ``dynamic`` (a cache that grows each step, :func:`model_step`), ``static`` (a
+preallocated cache, :func:`static_model_step`) or ``cuda_graph`` (the static step replayed as a CUDA graph)."""
 
 
 def static_cache(config: Any, max_length: int) -> Any:
@@ -95,6 +100,19 @@ class _StaticStep:
         return logits
 
 
+class DecodingError(MoalignError, ValueError):
+    """A decoding mode that is unknown or cannot run where the model is."""
+
+
+def check_decoding(decoding: str, device: torch.device | str) -> None:
+    """Raise :class:`DecodingError` for a decoding mode that is unknown or cannot run on ``device``."""
+    if decoding not in DECODING_MODES:
+        raise DecodingError(f"unknown decoding {decoding!r}; choose from {', '.join(DECODING_MODES)}")
+    if decoding == "cuda_graph" and (torch.device(device).type != "cuda" or not torch.cuda.is_available()):
+        raise DecodingError(f"CUDA graphs need the model on a CUDA device; it is on {device}: use decoding 'static' "
+                         "or 'dynamic'")
+
+
 def static_model_step(model: torch.nn.Module, max_new_tokens: int, *, cuda_graph: bool = False,
                       config: Any = None, **forward_kwargs: Any) -> Step:
     """A :data:`~moalign.models.decoding.Step` like :func:`~moalign.models.decoding.model_step`, over a static cache
@@ -113,8 +131,16 @@ def static_model_step(model: torch.nn.Module, max_new_tokens: int, *, cuda_graph
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if cuda_graph:
-        device = next(model.parameters()).device
-        if device.type != "cuda" or not torch.cuda.is_available():
-            raise ValueError(f"CUDA graphs need the model on a CUDA device; it is on {device}: decode without "
-                             "cuda_graph (static or dynamic cache)")
+        check_decoding("cuda_graph", next(model.parameters()).device)
     return _StaticStep(model, config, max_new_tokens, cuda_graph, forward_kwargs)
+
+
+def decoding_step(model: torch.nn.Module, decoding: str, max_new_tokens: int, *, config: Any = None,
+                  **forward_kwargs: Any) -> Step:
+    """The step of one decode of at most ``max_new_tokens`` tokens, run as ``decoding`` says (:data:`DECODING_MODES`);
+    ``config`` and ``forward_kwargs`` as in :func:`static_model_step`."""
+    check_decoding(decoding, next(model.parameters()).device)
+    if decoding == "dynamic":
+        return model_step(model, **forward_kwargs)
+    return static_model_step(model, max_new_tokens, cuda_graph=decoding == "cuda_graph", config=config,
+                             **forward_kwargs)

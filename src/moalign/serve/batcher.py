@@ -156,8 +156,9 @@ class Batcher:
             return stopped
 
         device = served.device
-        tokens = decode(served.step(preferences), input_ids.to(device), attention_mask.to(device),
-                        max_new_tokens=[j.max_tokens for j in jobs], eos_token_ids=served.eos_token_ids,
+        budgets = [j.max_tokens for j in jobs]
+        tokens = decode(served.step(preferences, max(budgets)), input_ids.to(device), attention_mask.to(device),
+                        max_new_tokens=budgets, eos_token_ids=served.eos_token_ids,
                         pad_token_id=served.pad_token_id, temperature=[j.temperature for j in jobs],
                         top_p=[j.top_p for j in jobs], top_k=served.top_k, seeds=[j.seed for j in jobs],
                         on_token=on_token)

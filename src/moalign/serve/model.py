@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from moalign.errors import MoalignError
-from moalign.models.decoding import Step, default_top_k, eos_ids, model_step
+from moalign.models.decoding import Step, default_top_k, eos_ids
+from moalign.models.static_decoding import check_decoding, decoding_step
 from moalign.models.generation import padding_id, render_prompt
 from moalign.preference import PreferenceError, normalize_preference
 
@@ -36,6 +37,7 @@ class ServedModel:
     tokenizer: Any
     objectives: list[str] = field(default_factory=list)
     front: dict[str, Any] | None = None
+    decoding: str = "dynamic"
 
     @property
     def device(self) -> torch.device:
@@ -80,12 +82,14 @@ class ServedModel:
             raise PreferenceError(f"model {self.name!r} has no objectives to weigh; leave the preference out")
         return normalize_preference(value, self.objectives)
 
-    def step(self, preferences: Sequence[np.ndarray | None]) -> Step:
-        """The decoding step of one batch, each row at its own preference."""
+    def step(self, preferences: Sequence[np.ndarray | None], max_new_tokens: int) -> Step:
+        """The decoding step of one batch of at most ``max_new_tokens`` new tokens, each row at its own preference,
+        run as :attr:`decoding` says."""
         if not self.steerable:
-            return model_step(self.model)
+            return decoding_step(self.model, self.decoding, max_new_tokens, config=self._causal_lm.config)
         weights = self.model.mixing_weights(np.stack(preferences), batch=len(preferences))
-        return model_step(self.model, mixing_weights=weights)
+        return decoding_step(self.model, self.decoding, max_new_tokens, config=self._causal_lm.config,
+                             mixing_weights=weights)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a conversation rendered as the library renders it (chat template, assistant turn opened)."""
@@ -109,15 +113,18 @@ def load_served_model(
     front: str | Path | None = None,
     dtype: str = "auto",
     device: str | None = None,
+    decoding: str = "dynamic",
 ) -> ServedModel:
     """Load what ``moalign serve`` serves: a HoE folder, ``experts`` (``(objective, adapter folder)`` pairs, served
-    as a rewarded soup on ``base_model`` or the first adapter's recorded base), or a single model or adapter."""
+    as a rewarded soup on ``base_model`` or the first adapter's recorded base), or a single model or adapter.
+    ``decoding``: how each batch decodes (:data:`~moalign.models.static_decoding.DECODING_MODES`)."""
     from moalign.hoe import HoEModel
     from moalign.hoe.build import build_hoe
     from moalign.models import load_model, load_tokenizer
 
     if (source is None) == (not experts):
         raise ServeError("serve either a model folder or a set of experts (objective=PATH,...), not both or neither")
+    check_decoding(decoding, device or "cpu")  # before the weights load
     if experts:
         first = Path(experts[0][1])
         base = base_model or _adapter_base(first)
@@ -144,7 +151,7 @@ def load_served_model(
             tokenizer = load_tokenizer(str(path))
     model.eval()
     objectives = list(model.objectives) if isinstance(model, HoEModel) else []
-    return ServedModel(label, model, tokenizer, objectives, _read_front(front, source, objectives))
+    return ServedModel(label, model, tokenizer, objectives, _read_front(front, source, objectives), decoding)
 
 
 def _adapter_base(folder: Path) -> str:
