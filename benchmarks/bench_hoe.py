@@ -2,18 +2,22 @@
 
     python benchmarks/bench_hoe.py [--model smollm2] [--batch 8] [--tokens 32] [--rank 16] [--rounds 3] [--threads 2]
                                    [--methods base,merged_lora,hoe_mixed,...] [--decoding dynamic] [--profile]
+    python benchmarks/bench_hoe.py --count-ops [...]   # operators per token instead of times
 
 Every row decodes the same batch of bundled prompts greedily for exactly ``--tokens`` new tokens (no early stop)
 with the same loop (``moalign.models.decoding.decode``, KV cache) and the same ``--decoding`` for every row, so
 only the model's forward differs. ``--decoding dynamic``: the cache grows by a token per step, every kernel
 launched from Python; ``static``: a preallocated cache (fixed shapes); ``cuda_graph``: the static step captured
-once per decode as a CUDA graph and replayed (GPU only; MOD captures one graph per expert):
+once per decode as a CUDA graph and replayed (GPU only; MOD captures one graph per expert). A static or graphed
+run first says how many rows decode the same greedy tokens as the dynamic decoding. The rows:
 
 * ``base``: the base model;
 * ``merged_lora``: the base with one rank-``r`` LoRA merged into its weights (the reference, 1.0);
 * ``peft_lora``: the same LoRA unmerged, through PEFT;
 * ``hoe_mixed``: a HoE model with K = 3 experts and a centre anchor (4 stacked experts of rank ``r`` on every
-  linear layer), every row of the batch at its own random preference;
+  linear layer), every row of the batch at its own random preference; on a GPU its update runs as one Triton
+  kernel per layer (``moalign.hoe.fused``);
+* ``hoe_unfused``: the same with the update as three PyTorch kernels (what the CPU always runs);
 * ``mod_k{2,3,4}``: MOD, one forward per objective's expert per token.
 
 Experts are random rank-``r`` LoRAs on all linear layers (speed does not depend on what they learned). The table
@@ -21,6 +25,11 @@ shows the median tokens/s over rounds and its ratio to ``merged_lora`` measured 
 Targets (issue 11): ``hoe_mixed`` ≥ 0.8× ``merged_lora`` and ≥ 2× ``mod_k3``. ``--profile`` then runs
 ``torch.profiler`` over one decode of ``merged_lora`` and of ``hoe_mixed`` and prints where their time goes (on a
 GPU: how many kernels a token launches and how long they run, against the CPU time spent launching them).
+
+``--count-ops`` times nothing: it counts the aten operators each method dispatches per new token (the prompt's
+forward left out), and those that are not views. On a GPU, where a small model decoding a small batch is bound by
+launches rather than arithmetic, the non-view count is about the kernels a token launches (with or without a CUDA
+graph, which removes the launch overhead but not the kernels), and it can be read on any machine.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, rende
 from moalign.models.generation import left_pad  # noqa: E402
 from moalign.models.static_decoding import DECODING_MODES, decoding_step  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
+from op_counter import OpCounter  # noqa: E402
 
 
 def random_adapter(model_name: str, path: Path, rank: int, seed: int) -> Path:
@@ -72,6 +82,7 @@ def main() -> None:
     parser.add_argument("--decoding", choices=DECODING_MODES, default="dynamic",
                         help="how every method's decoding step runs (see above)")
     parser.add_argument("--profile", action="store_true", help="profile one decode of merged_lora and hoe_mixed")
+    parser.add_argument("--count-ops", action="store_true", help="count operators per token instead of timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -94,37 +105,52 @@ def main() -> None:
 
         preferences = {k: np.random.default_rng(k).dirichlet(np.ones(k), size=args.batch) for k in (2, 3, 4)}
 
-        def step_of(model, config=None, **forward_kwargs):
-            return decoding_step(model, args.decoding, args.tokens, config=config, **forward_kwargs)
+        def step_of(model, decoding, config=None, **forward_kwargs):
+            return decoding_step(model, decoding, args.tokens, config=config, **forward_kwargs)
 
-        def hoe_step():
+        def hoe_step(fused_kernel: bool = True):
             hoe = hoe_model(3, anchors=True)
+            for layer in hoe.mixture_layers.values():
+                layer.use_fused_kernel = fused_kernel
             mixed = np.random.default_rng(0).dirichlet(np.ones(3), size=args.batch)
-            return lambda: step_of(hoe, hoe.base.config, mixing_weights=hoe.mixing_weights(mixed, batch=args.batch))
+            return lambda decoding=args.decoding: step_of(hoe, decoding, hoe.base.config,
+                                                          mixing_weights=hoe.mixing_weights(mixed, batch=args.batch))
 
         def mod(k: int):
             model = hoe_model(k, anchors=False)
-            return lambda: mod_step(model, preferences[k], lambda w: step_of(model, model.base.config, mixing_weights=w))
+            return lambda decoding=args.decoding: mod_step(
+                model, preferences[k], lambda w: step_of(model, decoding, model.base.config, mixing_weights=w))
 
         def plain(model):
             model = model.to(device)
-            return lambda: step_of(model)
+            return lambda decoding=args.decoding: step_of(model, decoding)
 
         builders = {
             "base": lambda: plain(load_model(args.model)),
             "merged_lora": lambda: plain(PeftModel.from_pretrained(load_model(args.model), str(dirs[0])).merge_and_unload()),
             "peft_lora": lambda: plain(PeftModel.from_pretrained(load_model(args.model), str(dirs[0])).eval()),
             "hoe_mixed": hoe_step,
+            "hoe_unfused": lambda: hoe_step(fused_kernel=False),
             **{f"mod_k{k}": (lambda k=k: mod(k)) for k in (2, 3, 4)},
         }
         wanted = set(args.methods.split(",")) | {"merged_lora"} if args.methods else set(builders)
         if wanted - set(builders):
             parser.error(f"unknown methods {sorted(wanted - set(builders))}; choose from {', '.join(builders)}")
         steps = {name: build() for name, build in builders.items() if name in wanted}
+        if args.count_ops:
+            count_ops(steps, input_ids, attention_mask, pad, args)
+            return
         rates: dict[str, list[float]] = {name: [] for name in steps}
         ratios: dict[str, list[float]] = {name: [] for name in steps}
-        for name, make in steps.items():  # warm-up
-            decode(make(), input_ids, attention_mask, max_new_tokens=2, eos_token_ids=[], pad_token_id=pad)
+        for name, make in steps.items():  # warm-up; a static or graphed step is checked against the dynamic one
+            if args.decoding == "dynamic":
+                decode(make(), input_ids, attention_mask, max_new_tokens=2, eos_token_ids=[], pad_token_id=pad)
+                continue
+            tokens = [decode(make(mode), input_ids, attention_mask, max_new_tokens=args.tokens, eos_token_ids=[],
+                             pad_token_id=pad) for mode in (args.decoding, "dynamic")]
+            same = sum(a == b for a, b in zip(*tokens))
+            print(f"{name}: {same} of {args.batch} rows decode the same {args.tokens} greedy tokens with {args.decoding} "
+                  "as with dynamic decoding", flush=True)
         for round_index in range(args.rounds):
             round_rates = {}
             for name, make in steps.items():
@@ -153,6 +179,31 @@ def main() -> None:
     if args.profile:
         for name in [n for n in ("merged_lora", "hoe_mixed") if n in steps]:
             profile_decode(name, steps[name], input_ids, attention_mask, pad, args.tokens)
+
+
+def count_ops(steps: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad: int,
+              args: argparse.Namespace) -> None:
+    """Print the operators per new token of each method's decode (the first, prompt, step not counted)."""
+    counts = {}
+    for name, make in steps.items():
+        step, counter, calls = make(), OpCounter(), [0]
+
+        def counting(*step_args, step=step, counter=counter, calls=calls):
+            calls[0] += 1
+            if calls[0] == 1:
+                return step(*step_args)
+            with counter:
+                return step(*step_args)
+
+        decode(counting, input_ids, attention_mask, max_new_tokens=args.tokens, eos_token_ids=[], pad_token_id=pad)
+        counts[name] = (counter.ops / (calls[0] - 1), counter.kernels / (calls[0] - 1))
+    print(f"model {args.model}, batch {args.batch}, {args.tokens} new tokens, LoRA rank {args.rank}, "
+          f"{args.decoding} decoding: operators per new token")
+    print("| method | aten ops | non-view ops (about the kernels) | non-view ops, ratio to merged_lora |")
+    print("|---|---|---|---|")
+    reference = counts["merged_lora"][1]
+    for name, (ops, kernels) in counts.items():
+        print(f"| {name} | {ops:.0f} | {kernels:.0f} | {kernels / reference:.2f} |")
 
 
 def profile_decode(name: str, make, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad: int, tokens: int) -> None:

@@ -44,7 +44,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from moalign.models import build_tiny_model  # noqa: E402
 from moalign.models.decoding import eos_ids  # noqa: E402
@@ -52,6 +51,7 @@ from moalign.objectives import get_scorer  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer  # noqa: E402
 from moalign.train.rollout import DecodeEngine  # noqa: E402
+from op_counter import OpCounter  # noqa: E402
 
 OBJECTIVES = ("concise", "readable", "warm")
 CONFIGURATIONS = [("trl_grpo", None, None), ("pama_group", "pama", "group"), ("pama_gae", "pama", "gae"),
@@ -68,25 +68,6 @@ def timed(phases: dict[str, float], name: str, fn):
         finally:
             phases[name] += time.perf_counter() - start
     return wrapper
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``reads`` the host
-    reads of tensor values (a scalar read or a copy to the CPU: a device sync on a GPU, unless the tensor lives on
-    the CPU)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = 0
-        self.reads = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        self.ops += 1
-        if func is torch.ops.aten._local_scalar_dense.default or (
-                func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu"):
-            self.reads += 1
-        return func(*args, **kwargs)
 
 
 def counted(counts: Counter, prefix: str, fn):

@@ -10,6 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton kernels (HoE's fused update) run on the CPU under Triton's interpreter; it has to be on before anything
+# imports triton, as triton decides at import whether its own library functions are interpreted
+os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest
 import torch

@@ -3,7 +3,8 @@ of the experts, ``O(x) = W x + Σ_j w_j(x) B_j A_j x``, in two matmuls whatever 
 
 All experts' factors of one module are stacked: ``A`` is ``(Σ r_j, d_in)`` and ``B`` is ``(d_out, Σ r_j)``, and
 each rank row remembers its expert. A forward computes ``A x`` once, scales each rank by its expert's weight for
-that row, and applies ``B``; nothing is merged, copied or stored per request.
+that row, and applies ``B``; nothing is merged, copied or stored per request. On a GPU, without autograd, the
+three steps run as one Triton kernel (:mod:`moalign.hoe.fused`).
 
 The weights of a call live in a :class:`MixingWeights` object made by :class:`moalign.hoe.HoEModel` for that
 call and reached through a context variable, so concurrent calls (threads, asyncio tasks) cannot see each
@@ -12,6 +13,7 @@ other's weights.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from moalign.hoe.experts import linear_weight
+from moalign.hoe.fused import can_fuse, mixture_lora_update_
 
 
 @dataclass
@@ -125,6 +128,7 @@ class MixtureLoraLinear(nn.Module):
         self.lora_B_t = nn.Parameter(b.t().contiguous().to(weight.device), requires_grad=False)
         self.ranks = [int(f[0].shape[0]) for f in factors]
         self.rank_layout = tuple(self.ranks)
+        self.use_fused_kernel = True  # one Triton kernel for the update where it applies (fused.can_fuse)
         owner = torch.repeat_interleave(torch.arange(len(self.ranks)), torch.tensor(self.ranks, dtype=torch.long))
         self.register_buffer("expert_of_rank", owner.to(weight.device), persistent=False)
 
@@ -148,6 +152,13 @@ class MixtureLoraLinear(nn.Module):
         if self.lora_A.shape[0] == 0:
             return out
         rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
+        if self.use_fused_kernel and x.dim() == 3 and can_fuse(out, x, self.lora_A, self.lora_B_t, rank_weights):
+            try:
+                return mixture_lora_update_(out, x, self.lora_A, self.lora_B_t, rank_weights)
+            except Exception as error:  # Triton cannot build or launch it here: answer with the PyTorch form
+                self.use_fused_kernel = False
+                warnings.warn(f"HoE's fused update kernel failed ({type(error).__name__}: {error}); layer "
+                              f"{self.block} uses the PyTorch form from now on", RuntimeWarning, stacklevel=2)
         hidden = nn.functional.linear(x, self.lora_A) * rank_weights
         lora_b_t = self.lora_B_t
         if hidden.dtype != out.dtype:  # the base output's dtype, which autocast may have lowered
