@@ -152,3 +152,19 @@ def test_hoe_and_mod_generate_with_a_static_cache_answer_as_with_a_growing_one(h
     settings = dict(tokenizer=tokenizer, max_new_tokens=8, temperature=0.9, seed=4, batch_size=2)
     for generate in (hoe_with_router.generate, lambda *a, **k: mod_generate(hoe_with_router, *a, **k)):
         assert generate(PROMPTS, preferences, decoding="static", **settings) == generate(PROMPTS, preferences, **settings)
+
+
+def test_a_transformers_whose_static_cache_needs_positions_from_the_host_is_refused(tiny_model_path, monkeypatch):
+    import transformers
+
+    from moalign.models.static_decoding import DecodingError
+
+    class OldStaticCache:  # transformers 5.0 and 4.57: the layers take cache_position from the forward instead
+        def __init__(self, config, max_cache_len):
+            self.layers = [object()]
+
+    monkeypatch.setattr(transformers, "StaticCache", OldStaticCache)
+    model = load_model(tiny_model_path)
+    ids, mask, pad = tiny_batch(tiny_model_path)
+    with pytest.raises(DecodingError, match="use decoding 'dynamic'"):
+        decode(static_model_step(model, 3), ids, mask, max_new_tokens=3, eos_token_ids=[], pad_token_id=pad)

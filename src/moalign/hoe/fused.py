@@ -27,8 +27,10 @@ def triton_available() -> bool:
 
 def can_fuse(out: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b_t: torch.Tensor,
              rank_weights: torch.Tensor) -> bool:
-    """Whether :func:`mixture_lora_update_` applies: CUDA, no gradient wanted, one dtype, a decoding-sized batch."""
-    return (x.is_cuda and triton_available() and x.shape[-1] == lora_a.shape[1] and x.numel() > 0
+    """Whether :func:`mixture_lora_update_` applies: CUDA, no gradient wanted, one dtype, a decoding-sized batch,
+    weights per row (or per token) and rank."""
+    return (x.is_cuda and triton_available() and x.dim() == 3 and x.numel() > 0
+            and rank_weights.shape in ((x.shape[0], x.shape[1], lora_a.shape[0]), (x.shape[0], 1, lora_a.shape[0]))
             and not (torch.is_grad_enabled() and (x.requires_grad or rank_weights.requires_grad))
             and not torch.is_autocast_enabled()
             and x.dtype == lora_a.dtype == lora_b_t.dtype == out.dtype

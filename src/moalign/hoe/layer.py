@@ -152,7 +152,7 @@ class MixtureLoraLinear(nn.Module):
         if self.lora_A.shape[0] == 0:
             return out
         rank_weights = current_mixing().per_rank(self.block, self.expert_of_rank, self.rank_layout, x.dtype)
-        if self.use_fused_kernel and x.dim() == 3 and can_fuse(out, x, self.lora_A, self.lora_B_t, rank_weights):
+        if self.use_fused_kernel and can_fuse(out, x, self.lora_A, self.lora_B_t, rank_weights):
             try:
                 return mixture_lora_update_(out, x, self.lora_A, self.lora_B_t, rank_weights)
             except Exception as error:  # Triton cannot build or launch it here: answer with the PyTorch form

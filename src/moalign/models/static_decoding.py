@@ -25,6 +25,10 @@ DECODING_MODES = ("dynamic", "static", "cuda_graph")
 preallocated cache, :func:`static_model_step`) or ``cuda_graph`` (the static step replayed as a CUDA graph)."""
 
 
+class DecodingError(MoalignError, ValueError):
+    """A decoding mode that is unknown or cannot run where the model is."""
+
+
 def static_cache(config: Any, max_length: int) -> Any:
     """A transformers ``StaticCache`` of ``max_length`` positions that tracks its own write position on the device
     (what a replayed graph needs: no position passed in from the host)."""
@@ -33,9 +37,9 @@ def static_cache(config: Any, max_length: int) -> Any:
 
     cache = StaticCache(config=config, max_cache_len=max_length)
     if not all(hasattr(layer, "cumulative_length") for layer in getattr(cache, "layers", [None])):
-        raise RuntimeError(f"static decoding needs a transformers whose StaticCache keeps its write position on the "
-                           f"device (5.25 does); this is transformers {transformers.__version__}: decode with "
-                           "moalign.models.decoding.model_step instead")
+        raise DecodingError(f"static decoding needs a transformers whose StaticCache keeps its write position on the "
+                            f"device (5.23 and 5.25 do, 5.0 does not); this is transformers {transformers.__version__}: "
+                            "use decoding 'dynamic'")
     return cache
 
 
@@ -98,10 +102,6 @@ class _StaticStep:
             self.graph_logits = self.forward(self.ids, self.positions)
         self.graph = graph
         return logits
-
-
-class DecodingError(MoalignError, ValueError):
-    """A decoding mode that is unknown or cannot run where the model is."""
 
 
 def check_decoding(decoding: str, device: torch.device | str) -> None:
