@@ -33,6 +33,19 @@ def two_processes(*args):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
 
 
+def tiny_architecture(kind):
+    """A tiny randomly initialised GPT-2 (``Conv1D`` layers) or Qwen2 (grouped KV heads) causal LM, seeded
+    without touching the caller's random stream."""
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        if kind == "gpt2":
+            return GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64)).eval()
+        return Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=2, num_key_value_heads=1, vocab_size=100)).eval()
+
+
 def make_expert(tiny_model_path, path, seed, *, objectives=None, preference=None, scale=0.2):
     """Save a LoRA adapter with random A and B; with ``objectives`` and ``preference`` also the
     ``moalign_training.json`` a trained model carries."""

@@ -6,17 +6,8 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from helpers import tiny_architecture as tiny
 from moalign.hoe import HoEModel, expert_from_adapter
-
-
-def tiny(kind):
-    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64)).eval()
-    return Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                        num_key_value_heads=1, vocab_size=100)).eval()
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "qwen2"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_expert
+from helpers import make_expert, tiny_architecture
 from moalign.hoe import HoEModel, expert_from_adapter
 from moalign.hoe.mod import mod_step
 from moalign.models import load_model, load_tokenizer
@@ -70,14 +70,7 @@ def test_static_decoding_equals_dynamic_for_a_left_padded_batch_greedy_and_sampl
 
 @pytest.mark.parametrize("kind", ["gpt2", "qwen2"])
 def test_static_decoding_equals_dynamic_on_other_architectures(kind):
-    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = (GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64))
-                 if kind == "gpt2" else
-                 Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                              num_attention_heads=2, num_key_value_heads=1, vocab_size=100))).eval()
+    model = tiny_architecture(kind)
     ids = torch.randint(1, 100, (3, 6), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(ids)
     mask[0, :2] = 0
