@@ -29,7 +29,9 @@ GPU: how many kernels a token launches and how long they run, against the CPU ti
 ``--count-ops`` times nothing: it counts the aten operators each method dispatches per new token (the prompt's
 forward left out), and those that are not views. On a GPU, where a small model decoding a small batch is bound by
 launches rather than arithmetic, the non-view count is about the kernels a token launches (with or without a CUDA
-graph, which removes the launch overhead but not the kernels), and it can be read on any machine.
+graph, which removes the launch overhead but not the kernels), and it can be read on any machine. HoE's fused
+Triton kernel (GPU only) is not an aten operator, so there it would go uncounted: count on the CPU, where
+``hoe_mixed`` runs the PyTorch form (three operators per linear layer; the fused kernel is one).
 """
 
 from __future__ import annotations
