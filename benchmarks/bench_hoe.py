@@ -55,7 +55,7 @@ from moalign.models.decoding import decode  # noqa: E402
 from moalign.hoe.mod import mod_step  # noqa: E402
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, render_prompt  # noqa: E402
 from moalign.models.generation import left_pad  # noqa: E402
-from moalign.models.static_decoding import DECODING_MODES, decoding_step  # noqa: E402
+from moalign.models.static_decoding import DECODING_MODES, check_decoding, decoding_step  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 from op_counter import OpCounter  # noqa: E402
 
@@ -88,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    check_decoding(args.decoding, device)  # before minutes of model building
     tokenizer = load_tokenizer(args.model)
     pad = tokenizer.pad_token_id
     rows = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]
