@@ -108,21 +108,21 @@ def main() -> None:
 
         preferences = {k: np.random.default_rng(k).dirichlet(np.ones(k), size=args.batch) for k in (2, 3, 4)}
 
-        def step_of(model, decoding, config=None, **forward_kwargs):
-            return decoding_step(model, decoding, args.tokens, config=config, **forward_kwargs)
+        def step_of(model, decoding, **forward_kwargs):
+            return decoding_step(model, decoding, args.tokens, **forward_kwargs)
 
         def hoe_step(fused_kernel: bool = True):
             hoe = hoe_model(3, anchors=True)
             for layer in hoe.mixture_layers.values():
                 layer.use_fused_kernel = fused_kernel
             mixed = np.random.default_rng(0).dirichlet(np.ones(3), size=args.batch)
-            return lambda decoding=args.decoding: step_of(hoe, decoding, hoe.base.config,
+            return lambda decoding=args.decoding: step_of(hoe, decoding,
                                                           mixing_weights=hoe.mixing_weights(mixed, batch=args.batch))
 
         def mod(k: int):
             model = hoe_model(k, anchors=False)
             return lambda decoding=args.decoding: mod_step(
-                model, preferences[k], lambda w: step_of(model, decoding, model.base.config, mixing_weights=w))
+                model, preferences[k], lambda w: step_of(model, decoding, mixing_weights=w))
 
         def plain(model):
             model = model.to(device)

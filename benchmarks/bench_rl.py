@@ -3,6 +3,7 @@
     .venv/bin/pip install trl==1.16.0   # the anchor; not a moalign dependency
     python benchmarks/bench_rl.py [--steps 8] [--rounds 2] [--prompts 4 --generations 4 --tokens 32] [--threads 2]
                                   [--mixed-precision no|bf16] [--engine generate|decode] [--warmup-rounds N]
+                                  [--engine decode --decoding dynamic|static|cuda_graph]
     python benchmarks/bench_rl.py --count-ops [...]   # aten ops and host reads per step instead of times
 
 Every configuration trains a LoRA adapter (r 8, all linear layers) on the same freshly built Llama (26M
@@ -18,7 +19,7 @@ generation length, a KL penalty to the reference (adapters disabled) on both sid
 * ``morlhf_gae``: moalign MORLHF (weights 1/3) with value heads, for scale.
 
 ``--engine decode`` samples moalign's rollouts with its own decoding loop (``DecodeEngine``) instead of
-``generate``. Each round runs every configuration once, round r starting from the r-th configuration, so no
+``generate``, its steps run as ``--decoding`` says (``cuda_graph``: replayed as a CUDA graph, GPU only). Each round runs every configuration once, round r starting from the r-th configuration, so no
 configuration always pays for running first; ``--warmup-rounds`` runs untimed rounds before the reported ones (on a
 GPU the first runs of a process read slower). The table shows median step times (first 2 steps of a run dropped),
 their ratio to TRL's in the same round, and for moalign the share of the step spent in generation, rewards, the
@@ -50,6 +51,7 @@ from moalign.models.decoding import eos_ids  # noqa: E402
 from moalign.objectives import get_scorer  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer  # noqa: E402
+from moalign.models.static_decoding import DECODING_MODES  # noqa: E402
 from moalign.train.rollout import DecodeEngine  # noqa: E402
 from op_counter import OpCounter  # noqa: E402
 
@@ -92,7 +94,8 @@ def moalign_trainer(model_dir: str, args: argparse.Namespace, rule: str, advanta
         seed=0, max_prompts=args.prompts * (args.steps + 2))  # TRL's prompts: bundled_prompts(n, seed=0)
     trainer = MultiObjectiveRLTrainer(config)
     if args.engine == "decode":
-        trainer.engine = DecodeEngine(trainer.tokenizer, eos_ids(trainer.policy(), trainer.tokenizer))
+        trainer.engine = DecodeEngine(trainer.tokenizer, eos_ids(trainer.policy(), trainer.tokenizer),
+                                      decoding=args.decoding)
     return trainer
 
 
@@ -209,16 +212,20 @@ def main() -> None:
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast on both sides")
     parser.add_argument("--engine", default="generate", choices=["generate", "decode"],
                         help="moalign's rollouts: transformers' generate (the default) or moalign's decoding loop")
+    parser.add_argument("--decoding", default="dynamic", choices=DECODING_MODES,
+                        help="how --engine decode runs its steps (static cache; CUDA graphs on a GPU)")
     parser.add_argument("--warmup-rounds", type=int, default=0, help="untimed rounds run before the reported ones")
     parser.add_argument("--count-ops", action="store_true",
                         help="count the operators and host reads of one step per configuration instead of timing")
     args = parser.parse_args()
+    if args.decoding != "dynamic" and args.engine != "decode":
+        parser.error("--decoding applies to --engine decode")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or str(build_tiny_model(f"{tmp}/llama", hidden_size=args.hidden, num_layers=args.layers))
         print(f"model {model_dir}, {args.prompts} prompts x {args.generations} samples x {args.tokens} tokens, "
               f"K = {len(OBJECTIVES)}, {args.threads} threads, {args.steps} steps per run, mixed precision {args.mixed_precision}, "
-              f"moalign rollouts by {args.engine}")
+              f"moalign rollouts by {args.engine}" + (f" ({args.decoding})" if args.engine == "decode" else ""))
         if args.count_ops:
             with torch.autograd.set_multithreading_enabled(False):  # backward on this thread, where the counter is
                 print_counts(model_dir, args, tmp)

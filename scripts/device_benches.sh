@@ -3,9 +3,10 @@
 # own time limit (one that hangs cannot eat the call) and each writing its table to $OUT as it runs, in the order
 # given. SmolLM2's shape with random weights stands in for the real model (speed depends on the shape; the real
 # weights are over what one call carries), so one call with .device/wheels is enough:
-#   bash scripts/device_setup.sh && bash scripts/device_benches.sh hoe hoe-graph rl rl-smollm2
-# Items: hoe, hoe-graph (bench_hoe with dynamic decoding / CUDA graphs), rl (bench_rl, its default 26M Llama),
-# rl-smollm2 (bench_rl on the SmolLM2 shape). LIMIT_SCALE=0.5 halves every limit.
+#   bash scripts/device_setup.sh && bash scripts/device_benches.sh hoe hoe-graph rl rl-graph
+# Items: hoe, hoe-graph (bench_hoe with dynamic decoding / CUDA graphs), rl, rl-graph (bench_rl on its default 26M
+# Llama; rl-graph samples moalign's rollouts with CUDA-graph decoding), rl-smollm2 (bench_rl on the SmolLM2 shape).
+# LIMIT_SCALE=0.5 halves every limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -30,14 +31,16 @@ shape() {
 HOE_METHODS=merged_lora,hoe_mixed,hoe_unfused,mod_k3
 for item in "$@"; do
   case $item in
-    hoe) shape && step bench_hoe 120 $PY benchmarks/bench_hoe.py --model "$SHAPE" --rounds 3 \
+    hoe) shape && step bench_hoe 100 $PY benchmarks/bench_hoe.py --model "$SHAPE" --rounds 3 \
            --threads "$THREADS" --methods $HOE_METHODS ;;
-    hoe-graph) shape && step bench_hoe_graph 120 $PY benchmarks/bench_hoe.py --model "$SHAPE" --rounds 3 \
+    hoe-graph) shape && step bench_hoe_graph 100 $PY benchmarks/bench_hoe.py --model "$SHAPE" --rounds 3 \
            --threads "$THREADS" --methods $HOE_METHODS --decoding cuda_graph ;;
-    rl) step bench_rl 200 $PY benchmarks/bench_rl.py --steps 8 --rounds 3 --warmup-rounds 1 --threads "$THREADS" \
+    rl) step bench_rl 150 $PY benchmarks/bench_rl.py --steps 8 --rounds 3 --warmup-rounds 1 --threads "$THREADS" \
            --mixed-precision bf16 ;;
+    rl-graph) step bench_rl_graph 150 $PY benchmarks/bench_rl.py --steps 8 --rounds 3 --warmup-rounds 1 \
+           --threads "$THREADS" --mixed-precision bf16 --engine decode --decoding cuda_graph ;;
     rl-smollm2) shape && step bench_rl_smollm2 150 $PY benchmarks/bench_rl.py --model "$SHAPE" --steps 8 --rounds 2 \
            --warmup-rounds 1 --threads "$THREADS" --mixed-precision bf16 ;;
-    *) echo "unknown item $item (hoe, hoe-graph, rl, rl-smollm2)" >&2; exit 2 ;;
+    *) echo "unknown item $item (hoe, hoe-graph, rl, rl-graph, rl-smollm2)" >&2; exit 2 ;;
   esac
 done

@@ -176,6 +176,23 @@ def test_decode_engine_samples_do_not_depend_on_the_batch_size_and_end_with_eos(
                          else expected)
 
 
+def test_decode_engine_rollouts_over_a_static_cache_equal_the_growing_cache_ones(tiny_model_path):
+    from moalign.models.decoding import eos_ids
+    from moalign.models.static_decoding import DecodingError
+    from moalign.train.rollout import DecodeEngine
+
+    model, tokenizer = load_model(tiny_model_path).eval(), load_tokenizer(tiny_model_path)
+    eos = eos_ids(model, tokenizer)
+    prompts = [tokenizer(text)["input_ids"] for text in ("hello there my friend", "hi", "what is a tree", "ok")]
+    settings = dict(max_new_tokens=10, temperature=1.0, top_p=0.9, top_k=50, seed=3)
+    dynamic = DecodeEngine(tokenizer, eos, batch_size=3).generate(model, prompts, **settings)
+    assert DecodeEngine(tokenizer, eos, batch_size=3, decoding="static").generate(model, prompts, **settings) == dynamic
+    with pytest.raises(DecodingError, match="CUDA graphs need the model on a CUDA device"):
+        DecodeEngine(tokenizer, eos, decoding="cuda_graph").generate(model, prompts, **settings)
+    with pytest.raises(DecodingError, match="sharded"):
+        DecodeEngine(tokenizer, eos, synced_gpus=True, decoding="cuda_graph")
+
+
 def test_sampling_ignores_the_models_generation_config_and_log_probs_follow_the_temperature(tiny_model_path):
     """The rollout samples from the policy the PPO ratio describes: top_k comes from the RL config (0: the whole
     distribution), never from the model's generation config, and the log-probs are those of logits / temperature."""

@@ -230,7 +230,7 @@ class HoEModel(nn.Module):
             batch = len(prompts[rows])
             weights = (self.mixing_weights(batch=batch, expert_weights=expert_weights) if expert_weights is not None
                        else self.mixing_weights(preferences[rows], batch=batch))
-            return decoding_step(self, decoding, max_new_tokens, config=self.base.config, mixing_weights=weights)
+            return decoding_step(self, decoding, max_new_tokens, mixing_weights=weights)
 
         return self.decode_prompts(make_step, prompts, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
                                    temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, seeds=seeds,

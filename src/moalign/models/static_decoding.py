@@ -98,7 +98,11 @@ class _StaticStep:
             logits = self.forward(self.ids, self.positions)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # under autocast, record the casts of the weights too: a cast cached by the autocast region may be freed
+        # before a later replay reads it
+        autocast = torch.is_autocast_enabled("cuda")
+        with torch.autocast("cuda", enabled=autocast, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False), \
+                torch.cuda.graph(graph):
             self.graph_logits = self.forward(self.ids, self.positions)
         self.graph = graph
         return logits
@@ -113,21 +117,29 @@ def check_decoding(decoding: str, device: torch.device | str) -> None:
                          "or 'dynamic'")
 
 
+def model_config(model: torch.nn.Module) -> Any:
+    """The transformers config of a causal LM, of a PEFT model around one, or of the causal LM a wrapper holds as
+    ``base`` (:class:`~moalign.hoe.HoEModel`)."""
+    from transformers import PretrainedConfig
+
+    for candidate in (model, getattr(model, "base", None)):
+        config = getattr(candidate, "config", None)
+        if isinstance(config, PretrainedConfig):
+            return config
+    raise TypeError(f"static decoding lays its cache out by a transformers config; {type(model).__name__} has none "
+                    "(nor a 'base' model with one): pass config=")
+
+
 def static_model_step(model: torch.nn.Module, max_new_tokens: int, *, cuda_graph: bool = False,
                       config: Any = None, **forward_kwargs: Any) -> Step:
     """A :data:`~moalign.models.decoding.Step` like :func:`~moalign.models.decoding.model_step`, over a static cache
     sized on its first call (the prompt) to hold ``max_new_tokens`` more; with ``cuda_graph`` (a CUDA model), the
     steps after the prompt are captured once and replayed.
 
-    ``config`` is the transformers config the cache is laid out by (default ``model.config``; a wrapper such as
-    :class:`~moalign.hoe.HoEModel` passes its base model's). One step object serves one decode.
+    ``config`` is the transformers config the cache is laid out by (default: :func:`model_config`). One step
+    object serves one decode.
     """
-    from transformers import PretrainedConfig
-
-    config = config if config is not None else getattr(model, "config", None)
-    if not isinstance(config, PretrainedConfig):
-        raise TypeError(f"static decoding lays its cache out by a transformers config; {type(model).__name__} has "
-                        "none: pass config=")
+    config = config if config is not None else model_config(model)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if cuda_graph:

@@ -86,10 +86,9 @@ class ServedModel:
         """The decoding step of one batch of at most ``max_new_tokens`` new tokens, each row at its own preference,
         run as :attr:`decoding` says."""
         if not self.steerable:
-            return decoding_step(self.model, self.decoding, max_new_tokens, config=self._causal_lm.config)
+            return decoding_step(self.model, self.decoding, max_new_tokens)
         weights = self.model.mixing_weights(np.stack(preferences), batch=len(preferences))
-        return decoding_step(self.model, self.decoding, max_new_tokens, config=self._causal_lm.config,
-                             mixing_weights=weights)
+        return decoding_step(self.model, self.decoding, max_new_tokens, mixing_weights=weights)
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a conversation rendered as the library renders it (chat template, assistant turn opened)."""

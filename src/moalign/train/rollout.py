@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import torch
 
 from moalign.models import token_logprobs
-from moalign.models.decoding import decode, model_step
+from moalign.models.decoding import decode
+from moalign.models.static_decoding import DecodingError, check_decoding, decoding_step
 from moalign.models.generation import left_pad, padding_id
 
 
@@ -96,23 +97,32 @@ class DecodeEngine:
     arguments. Sample ``i`` of a call draws from its own generator, seeded from the call's seed and ``i``, so a
     response depends on its prompt, the seed and its place in the call, not on ``batch_size``; responses keep their
     end-of-sequence token, as :class:`Rollout` expects. ``synced_gpus`` keeps every process decoding until all are
-    done, as a sharded (FSDP2) policy needs."""
+    done, as a sharded (FSDP2) policy needs. ``decoding`` is one of
+    :data:`~moalign.models.static_decoding.DECODING_MODES` (``cuda_graph``: each chunk's steps replayed as a CUDA
+    graph, for a small policy on a GPU; not with a sharded policy, whose forwards are collectives)."""
 
-    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64, *, synced_gpus: bool = False):
+    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], batch_size: int = 64, *, synced_gpus: bool = False,
+                 decoding: str = "dynamic"):
+        if synced_gpus and decoding == "cuda_graph":
+            raise DecodingError("CUDA-graph rollouts need a policy on one process; a sharded (FSDP2) one decodes "
+                                "with 'static' or 'dynamic'")
         self.pad = padding_id(tokenizer)
         self.eos = list(eos_token_ids)
         self.batch_size = batch_size
         self.synced_gpus = synced_gpus
+        self.decoding = decoding
 
     @torch.no_grad()
     def generate(self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
                  temperature: float, top_p: float, top_k: int, seed: int) -> list[list[int]]:
         device = next(model.parameters()).device
+        check_decoding(self.decoding, device)
         all_done = functools.partial(every_process_done, device=device) if self.synced_gpus else None
         responses: list[list[int]] = []
         for start, input_ids, attention_mask in left_padded_chunks(prompt_ids, self.pad, self.batch_size, device):
             seeds = [(seed + 1_000_003 * (start + i)) % 2**63 for i in range(input_ids.shape[0])]
-            responses.extend(decode(model_step(model), input_ids, attention_mask, max_new_tokens=max_new_tokens,
+            step = decoding_step(model, self.decoding, max_new_tokens)
+            responses.extend(decode(step, input_ids, attention_mask, max_new_tokens=max_new_tokens,
                                     eos_token_ids=self.eos, pad_token_id=self.pad, temperature=temperature,
                                     top_p=top_p, top_k=top_k, seeds=seeds, keep_eos=True, all_done=all_done))
         return responses
