@@ -19,11 +19,12 @@ generation length, a KL penalty to the reference (adapters disabled) on both sid
 * ``morlhf_gae``: moalign MORLHF (weights 1/3) with value heads, for scale.
 
 ``--engine decode`` samples moalign's rollouts with its own decoding loop (``DecodeEngine``) instead of
-``generate``, its steps run as ``--decoding`` says (``cuda_graph``: replayed as a CUDA graph, GPU only). Each round runs every configuration once, round r starting from the r-th configuration, so no
-configuration always pays for running first; ``--warmup-rounds`` runs untimed rounds before the reported ones (on a
-GPU the first runs of a process read slower). The table shows median step times (first 2 steps of a run dropped),
-their ratio to TRL's in the same round, and for moalign the share of the step spent in generation, rewards, the
-rollout's log-prob/value passes, the update, and PAMA's closed-form solve.
+``generate``, its steps run as ``--decoding`` says (``cuda_graph``: replayed as a CUDA graph, GPU only). Each round
+runs every configuration once, round r starting from the r-th configuration, so no configuration always pays for
+running first; ``--warmup-rounds`` runs untimed rounds before the reported ones (on a GPU the first runs of a
+process read slower). The table shows median step times (first 2 steps of a run dropped), their ratio to TRL's in
+the same round, and for moalign the share of the step spent in generation, rewards, the rollout's log-prob/value
+passes, the update, and PAMA's closed-form solve.
 
 ``--count-ops`` times nothing: it counts the aten operators each configuration dispatches in its third step, those
 of generation among them, and the host reads of tensor values (``item``/``tolist``/copies to the CPU). On a GPU

@@ -10,8 +10,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 class OpCounter(TorchDispatchMode):
     """Counts the aten operators dispatched while active (this thread): ``ops`` all of them, ``kernels`` those that
-    are not views (a view moves no data; ``_unsafe_view`` is one without aliasing records), ``reads`` the host reads of tensor values (a scalar read or a copy to
-    the CPU: a device sync on a GPU, unless the tensor lives on the CPU)."""
+    are not views (a view moves no data; ``_unsafe_view`` is one without aliasing records), ``reads`` the host
+    reads of tensor values (a scalar read or a copy to the CPU: a device sync on a GPU, unless the tensor lives
+    on the CPU)."""
 
     def __init__(self):
         super().__init__()

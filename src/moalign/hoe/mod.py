@@ -73,6 +73,7 @@ def mod_generate(model: HoEModel, prompts: Sequence[Any], preference: Preference
     def expert_step(weights: MixingWeights) -> Step:
         return decoding_step(model, decoding, max_new_tokens, mixing_weights=weights)
 
-    return model.decode_prompts(lambda rows: mod_step(model, preferences[rows], expert_step), prompts, tokenizer=tokenizer,
-                                max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-                                seeds=seeds, batch_size=batch_size, progress=progress, desc=desc)
+    return model.decode_prompts(lambda rows: mod_step(model, preferences[rows], expert_step), prompts,
+                                tokenizer=tokenizer, max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, top_k=top_k, seed=seed, seeds=seeds, batch_size=batch_size,
+                                progress=progress, desc=desc)

@@ -99,10 +99,10 @@ class _StaticStep:
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # under autocast, record the casts of the weights too: a cast cached by the autocast region may be freed
-        # before a later replay reads it
+        # before a later replay reads it. thread_local: other threads of a server may use CUDA meanwhile
         autocast = torch.is_autocast_enabled("cuda")
         with torch.autocast("cuda", enabled=autocast, dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False), \
-                torch.cuda.graph(graph):
+                torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.graph_logits = self.forward(self.ids, self.positions)
         self.graph = graph
         return logits
@@ -113,8 +113,8 @@ def check_decoding(decoding: str, device: torch.device | str) -> None:
     if decoding not in DECODING_MODES:
         raise DecodingError(f"unknown decoding {decoding!r}; choose from {', '.join(DECODING_MODES)}")
     if decoding == "cuda_graph" and (torch.device(device).type != "cuda" or not torch.cuda.is_available()):
-        raise DecodingError(f"CUDA graphs need the model on a CUDA device; it is on {device}: use decoding 'static' "
-                         "or 'dynamic'")
+        raise DecodingError(f"CUDA graphs need the model on a CUDA device; it is on {device}: use decoding "
+                            "'static' or 'dynamic'")
 
 
 def model_config(model: torch.nn.Module) -> Any:
