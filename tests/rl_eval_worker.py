@@ -13,7 +13,7 @@ from pathlib import Path
 
 from moalign.objectives import RuleScorer
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
-from step_worker import end
+from step_worker import leave
 
 
 def prompt_rewards() -> list[RuleScorer]:
@@ -29,9 +29,9 @@ def evaluate(model_path: str, out: Path) -> dict:
     trainer = MultiObjectiveRLTrainer(config, rewards=prompt_rewards())
     report = trainer.evaluate()
     (out / f"eval-{trainer.accelerator.process_index}.json").write_text(json.dumps(report))
-    end(trainer)
     return report
 
 
 if __name__ == "__main__":
     evaluate(sys.argv[2], Path(sys.argv[1]))
+    leave()

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import random
 import sys
+import time
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -42,11 +43,26 @@ def held_out_dataset() -> PreferenceDataset:
     return PreferenceDataset(uneven_dataset(33).pairs[24:], tuple(OBJECTIVES))
 
 
-def end(trainer) -> None:
-    """Leave as a training script should: a process that exits with its gloo group alive while the other still
-    finishes the last collective aborts ("terminate called without an active exception")."""
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+def leave() -> None:
+    """End a worker process once every process has finished its last collective, without tearing gloo down.
+
+    Tearing it down raced in CI: a worker aborted ("terminate called without an active exception") at the end of a
+    run whose results were all written, first when it left with its group alive (session 12), then after a barrier
+    and ``end_training`` (session 17). So: a barrier, then a rendezvous through the launcher's store (a plain
+    request and answer: once every process has counted in, no gloo message is still on its way), then exit
+    without running teardown code. For the ``__main__`` of a worker script only."""
+    import os
+
+    import torch.distributed as dist
+
+    dist.barrier()
+    store = dist.distributed_c10d._get_default_store()
+    store.add("moalign-worker-done", 1)
+    while store.add("moalign-worker-done", 0) < dist.get_world_size():
+        time.sleep(0.01)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def step_gradients(model_path: str, out: Path, steps: int = 3, **options) -> list[dict]:
@@ -69,7 +85,6 @@ def step_gradients(model_path: str, out: Path, steps: int = 3, **options) -> lis
     rank = trainer.accelerator.process_index
     (out / f"records-{rank}.json").write_text(json.dumps(records, default=str))
     (out / f"eval-{rank}.json").write_text(json.dumps(trainer.evaluate()))
-    end(trainer)
     return records
 
 
@@ -80,3 +95,4 @@ if __name__ == "__main__":
 
     typed = {k: v for k, v in vars(load_config(MultiObjectiveDPOConfig, None, settings)).items() if k in settings}
     step_gradients(sys.argv[2], target, **typed)
+    leave()
