@@ -32,7 +32,7 @@ def can_fuse(out: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b_t:
     return (x.is_cuda and triton_available() and x.dim() == 3 and x.numel() > 0
             and rank_weights.shape in ((x.shape[0], x.shape[1], lora_a.shape[0]), (x.shape[0], 1, lora_a.shape[0]))
             and not (torch.is_grad_enabled() and (x.requires_grad or rank_weights.requires_grad))
-            and not torch.is_autocast_enabled()
+            and not torch.is_autocast_enabled(x.device.type)
             and x.dtype == lora_a.dtype == lora_b_t.dtype == out.dtype
             and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
             and out.is_contiguous() and x.numel() // x.shape[-1] <= MAX_FUSED_ROWS)
