@@ -1,8 +1,11 @@
 """The one-kernel mixture-LoRA update (Triton), run on the CPU by Triton's interpreter: it equals the update
 computed in float64 for any shapes, ranks and per-row or per-token weights, and a HoE model decoding through it (a
-router, a preference per row) gives the logits and tokens of the PyTorch form."""
+router, a preference per row) gives the logits and tokens of the PyTorch form. And it compiles, ahead of time and
+without a GPU, to machine code for the GPUs it is meant for."""
 
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -119,3 +122,33 @@ def test_a_kernel_that_fails_to_build_leaves_the_layer_answering_with_the_pytorc
             again = layer(x)  # no second attempt, no second warning
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(again, expected)
+
+
+COMPILE = """
+import inspect, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from moalign.hoe.fused_kernel import mixture_lora_update as kernel
+
+names = list(inspect.signature(kernel.fn).parameters)
+for arch in (80, 90):
+    for dtype, precision in (("fp32", "ieee"), ("bf16", "tf32"), ("fp16", "tf32")):
+        for rank_pad in (16, 64):
+            constants = dict(BLOCK_N=16, BLOCK_K=64, BLOCK_O=64, RANK_PAD=rank_pad, PRECISION=precision)
+            signature = {n: "constexpr" if n in constants else f"*{dtype}" if n.endswith("_ptr") else "i32"
+                         for n in names}
+            source = ASTSource(fn=kernel, signature=signature,
+                               constexprs={(names.index(n),): v for n, v in constants.items()})
+            compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32))
+            assert len(compiled.asm["cubin"]) > 1000
+            print(arch, dtype, rank_pad, "ok")
+"""
+
+
+def test_the_kernel_compiles_for_a100_and_h100_without_a_gpu(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True, timeout=300,
+                         env={**env, "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("ok") == 12
