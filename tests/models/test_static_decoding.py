@@ -160,3 +160,42 @@ def test_a_transformers_whose_static_cache_needs_positions_from_the_host_is_refu
     ids, mask, pad = tiny_batch(tiny_model_path)
     with pytest.raises(DecodingError, match="use decoding 'dynamic'"):
         decode(static_model_step(model, 3), ids, mask, max_new_tokens=3, eos_token_ids=[], pad_token_id=pad)
+
+
+class _Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+#: operators a CUDA graph cannot record: reads of a tensor's value by the host, and outputs shaped by data
+NOT_CAPTURABLE = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::unique_consecutive",
+                  "aten::_unique2", "aten::item", "aten::equal", "aten::is_nonzero"}
+
+
+@pytest.mark.parametrize("kind", ["llama", "hoe", "gpt2", "qwen2"])
+def test_the_step_a_cuda_graph_records_reads_nothing_back_to_the_host(kind, tiny_model_path, hoe_with_router):
+    forward_kwargs = {}
+    if kind == "llama":
+        model = load_model(tiny_model_path)
+    elif kind == "hoe":
+        model = hoe_with_router
+        forward_kwargs = dict(mixing_weights=model.mixing_weights([[0.4, 0.6, 0.0], [0.1, 0.1, 0.8], [1, 0, 0]],
+                                                                   batch=3))
+    else:
+        model = tiny_architecture(kind)
+    ids = torch.randint(3, 100, (3, 5), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    step = static_model_step(model, 4, **forward_kwargs)
+    _, state = step(ids, mask, positions, None)
+    new_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
+    state(ids[:, -1:], new_mask, positions[:, -1:] + 1, state)  # a decoding step, run eagerly
+    with torch.no_grad(), _Ops() as ops:
+        state.forward(state.ids, state.positions)  # what capture() records
+    assert ops.names and not NOT_CAPTURABLE & set(ops.names), sorted(NOT_CAPTURABLE & set(ops.names))
