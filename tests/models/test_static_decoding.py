@@ -1,6 +1,7 @@
 """Static-cache decoding computes what the growing-cache decoding computes: the same scores at every step and the
 same tokens, for a plain model on three architectures, HoE with a trained-looking router and mixed preferences per
-row, and MOD; and it refuses what it cannot do (CUDA graphs off CUDA, decoding past its cache)."""
+row, and MOD; the step a CUDA graph records reads nothing back to the host; and it refuses what it cannot do
+(CUDA graphs off CUDA, decoding past its cache, a transformers whose cache wants positions from the host)."""
 
 import numpy as np
 import pytest
