@@ -173,16 +173,21 @@ class _Ops(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-#: operators a CUDA graph cannot record: reads of a tensor's value by the host, and outputs shaped by data
+#: operators a CUDA graph cannot record: reads of a tensor's value by the host, outputs shaped by data, and tensors
+#: made from host data (a copy to the GPU)
 NOT_CAPTURABLE = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::unique_consecutive",
-                  "aten::_unique2", "aten::item", "aten::equal", "aten::is_nonzero"}
+                  "aten::_unique2", "aten::item", "aten::equal", "aten::is_nonzero", "aten::lift_fresh"}
 
 
-@pytest.mark.parametrize("kind", ["llama", "hoe", "gpt2", "qwen2"])
+@pytest.mark.parametrize("kind", ["llama", "hoe", "anchor_policy", "gpt2", "qwen2"])
 def test_the_step_a_cuda_graph_records_reads_nothing_back_to_the_host(kind, tiny_model_path, hoe_with_router):
+    from moalign.hoe.train_routers import AnchorPolicy
+
     forward_kwargs = {}
     if kind == "llama":
         model = load_model(tiny_model_path)
+    elif kind == "anchor_policy":  # router training's policy, as CUDA-graph rollouts would decode it
+        model = AnchorPolicy(hoe_with_router, [0.5, 0.5, 0.0])
     elif kind == "hoe":
         model = hoe_with_router
         forward_kwargs = dict(mixing_weights=model.mixing_weights([[0.4, 0.6, 0.0], [0.1, 0.1, 0.8], [1, 0, 0]],

@@ -20,6 +20,7 @@ from torch import nn
 
 from moalign.config import ConfigError
 from moalign.models.decoding import eos_ids
+from moalign.hoe.layer import MixingWeights
 from moalign.hoe.model import HoEModel
 from moalign.objectives import build_rewards
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer
@@ -76,13 +77,24 @@ class AnchorPolicy(nn.Module):
         super().__init__()
         self.hoe = hoe
         self.preference = [float(p) for p in preference]
+        self._mixing: dict[tuple, MixingWeights] = {}
 
     @property
     def config(self) -> Any:
         return self.hoe.base.config
 
     def forward(self, **kwargs: Any) -> Any:
-        return self.hoe(preference=self.preference, **kwargs)
+        return self.hoe(mixing_weights=self.mixing_weights(kwargs), **kwargs)
+
+    def mixing_weights(self, forward_kwargs: dict[str, Any]) -> MixingWeights:
+        """The preference's mixing weights for this batch size, made once: a forward then builds no tensor from
+        host data, so a CUDA graph can record it (CUDA-graph rollouts)."""
+        inputs = forward_kwargs.get("input_ids")
+        inputs = inputs if inputs is not None else forward_kwargs["inputs_embeds"]
+        key = (inputs.shape[0], inputs.device, tuple(self.hoe.routers.keys()))
+        if key not in self._mixing:
+            self._mixing[key] = self.hoe.mixing_weights(self.preference, batch=inputs.shape[0])
+        return self._mixing[key]
 
     def save_pretrained(self, directory: str | Path, state_dict: Any = None) -> None:
         """The HoE model's folder, from its own weights (a sharded run rebuilds the policy whole first)."""
