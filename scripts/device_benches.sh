@@ -13,6 +13,7 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/moalign-device-out}
 SHAPE=${SHAPE:-/root/smollm2-shape}
 THREADS=${THREADS:-16}
+export PYTHONUNBUFFERED=1  # a table's rows reach $OUT as they are printed, even if the step is cut off
 mkdir -p "$OUT"
 
 step() {  # step NAME LIMIT_SECONDS COMMAND...
