@@ -18,7 +18,7 @@ generation length, a KL penalty to the reference (adapters disabled) on both sid
 * ``pama_gae``: moalign PAMA with one value head per objective and GAE;
 * ``morlhf_gae``: moalign MORLHF (weights 1/3) with value heads, for scale.
 
-``--engine decode`` samples moalign's rollouts with its own decoding loop (``DecodeEngine``) instead of
+``--engine decode`` samples moalign's rollouts with its own decoding loop (``rollout_engine: decode``) instead of
 ``generate``, its steps run as ``--decoding`` says (``cuda_graph``: replayed as a CUDA graph, GPU only). Each round
 runs every configuration once, round r starting from the r-th configuration, so no configuration always pays for
 running first; ``--warmup-rounds`` runs untimed rounds before the reported ones (on a GPU the first runs of a
@@ -48,12 +48,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from moalign.models import build_tiny_model  # noqa: E402
-from moalign.models.decoding import eos_ids  # noqa: E402
 from moalign.objectives import get_scorer  # noqa: E402
 from moalign.tasks import bundled_prompts  # noqa: E402
 from moalign.train import MultiObjectiveRLConfig, MultiObjectiveRLTrainer  # noqa: E402
 from moalign.models.static_decoding import DECODING_MODES  # noqa: E402
-from moalign.train.rollout import DecodeEngine  # noqa: E402
 from op_counter import OpCounter  # noqa: E402
 
 OBJECTIVES = ("concise", "readable", "warm")
@@ -92,12 +90,9 @@ def moalign_trainer(model_dir: str, args: argparse.Namespace, rule: str, advanta
         num_generations=args.generations, per_device_batch_size=args.prompts, max_new_tokens=args.tokens,
         max_steps=args.steps, eval_prompts=0, eval_before=False, logging_steps=0, kl_coef=0.01, learning_rate=1e-4,
         output_dir=out, overwrite_output_dir=True, lora_r=8, lora_alpha=16, mixed_precision=args.mixed_precision,
-        seed=0, max_prompts=args.prompts * (args.steps + 2))  # TRL's prompts: bundled_prompts(n, seed=0)
-    trainer = MultiObjectiveRLTrainer(config)
-    if args.engine == "decode":
-        trainer.engine = DecodeEngine(trainer.tokenizer, eos_ids(trainer.policy(), trainer.tokenizer),
-                                      decoding=args.decoding)
-    return trainer
+        seed=0, max_prompts=args.prompts * (args.steps + 2),  # TRL's prompts: bundled_prompts(n, seed=0)
+        rollout_engine=args.engine, rollout_decoding=args.decoding)
+    return MultiObjectiveRLTrainer(config)
 
 
 def count_moalign(model_dir: str, args: argparse.Namespace, rule: str, advantage: str, out: str) -> Counter:

@@ -193,6 +193,32 @@ def test_decode_engine_rollouts_over_a_static_cache_equal_the_growing_cache_ones
         DecodeEngine(tokenizer, eos, synced_gpus=True, decoding="cuda_graph")
 
 
+def test_rollouts_by_the_decoding_loop_over_a_static_cache_train_what_the_growing_cache_trains(tiny_model_path,
+                                                                                                  tmp_path):
+    from moalign.train.rollout import DecodeEngine
+
+    common = dict(rewards=["informative", "readable"], max_steps=2, save_steps=2, use_lora=True, eval_before=False,
+                  eval_prompts=4, per_device_batch_size=4, max_new_tokens=8, rollout_engine="decode")
+    weights = []
+    for decoding in ("dynamic", "static"):
+        trainer = MultiObjectiveRLTrainer(config(tiny_model_path, tmp_path / decoding, rollout_decoding=decoding,
+                                                 **common))
+        assert isinstance(trainer.engine, DecodeEngine) and trainer.engine.decoding == decoding
+        trainer.train()
+        weights.append(load_file(str(tmp_path / decoding / "rl" / "checkpoint-2" / "trainable.safetensors")))
+    assert set(weights[0]) == set(weights[1]) and all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(rollout_engine="vllm"), "unknown rollout_engine 'vllm'"),
+    (dict(rollout_engine="decode", rollout_decoding="fast"), "unknown rollout_decoding 'fast'"),
+    (dict(rollout_decoding="static"), "rollout_decoding applies to rollout_engine: decode"),
+])
+def test_bad_rollout_settings_are_refused(tiny_model_path, tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        config(tiny_model_path, tmp_path, rewards=["informative"], **options)
+
+
 def test_sampling_ignores_the_models_generation_config_and_log_probs_follow_the_temperature(tiny_model_path):
     """The rollout samples from the policy the PPO ratio describes: top_k comes from the RL config (0: the whole
     distribution), never from the model's generation config, and the log-probs are those of logits / temperature."""

@@ -56,8 +56,12 @@ class RouterTrainingConfig(MultiObjectiveRLConfig):
     kl_coef: float = 0.2
     output_dir: str = "runs/hoe-routers"
     rule_options: dict = field(default_factory=dict)
+    rollout_engine: str = "decode"
 
     def __post_init__(self) -> None:
+        if self.rollout_engine != "decode":
+            raise ConfigError("routers roll out with rollout_engine: decode (generate cannot drive a HoE model pinned "
+                              "to a preference)")
         if not self.hoe:
             raise ConfigError("hoe: give the HoE model folder whose router to train")
         if self.rule != "tchebycheff" or self.use_lora:
@@ -143,7 +147,8 @@ class HoERouterTrainer(MultiObjectiveRLTrainer):
     def default_engine(self, *, synced_gpus: bool) -> DecodeEngine:
         """moalign's decoding loop: ``generate`` cannot drive a HoE model pinned to a preference."""
         base = self.policy().hoe.base
-        return DecodeEngine(self.tokenizer, eos_ids(base, self.tokenizer), synced_gpus=synced_gpus)
+        return DecodeEngine(self.tokenizer, eos_ids(base, self.tokenizer), synced_gpus=synced_gpus,
+                            decoding=self.config.rollout_decoding)
 
     def final_model(self, full_state: dict[str, Any] | None = None) -> tuple[nn.Module, None]:
         """The HoE model with its trained router. Under FSDP2 the trained model holds only shards, so it is rebuilt

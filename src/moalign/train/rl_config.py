@@ -40,6 +40,9 @@ class MultiObjectiveRLConfig(TrainingConfig):
             (TRL's default) samples from the whole distribution at ``temperature``, the one the log-probs of the
             PPO ratio and the KL describe (they divide the logits by ``temperature`` too); a model's own
             generation config (transformers' default top_k is 50) is never used.
+        rollout_engine: ``generate`` (transformers' ``generate`` on the policy) or ``decode`` (moalign's decoding
+            loop: each sample its own generator); rollout_decoding: how ``decode`` runs its steps, ``dynamic``,
+            ``static`` or ``cuda_graph`` (each chunk's steps replayed as a CUDA graph: a small policy on one GPU).
 
     Advantages and the KL penalty:
         advantage: ``gae`` (a value head per objective on the policy's final hidden state, detached, so the
@@ -84,6 +87,8 @@ class MultiObjectiveRLConfig(TrainingConfig):
     top_p: float = 1.0
     top_k: int = 0
     num_generations: int = 1
+    rollout_engine: str = "generate"
+    rollout_decoding: str = "dynamic"
 
     advantage: str = "gae"
     gamma: float = 1.0
@@ -113,6 +118,7 @@ class MultiObjectiveRLConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         from moalign.data import DataError, check_prompt_adapter
+        from moalign.models.static_decoding import DECODING_MODES
         from moalign.moo import ADVANTAGE_RULES, RULES, get_rule
         from moalign.objectives import parse_reward_spec
         from moalign.train.ppo import KL_ESTIMATORS
@@ -143,6 +149,12 @@ class MultiObjectiveRLConfig(TrainingConfig):
             raise ConfigError(f"rule {self.rule!r} takes no rule_options")
         if self.pama_granularity not in PAMA_GRANULARITIES:
             raise ConfigError(f"unknown pama_granularity {self.pama_granularity!r}; choose one of {PAMA_GRANULARITIES}")
+        if self.rollout_engine not in ("generate", "decode"):
+            raise ConfigError(f"unknown rollout_engine {self.rollout_engine!r}; use generate or decode")
+        if self.rollout_decoding not in DECODING_MODES:
+            raise ConfigError(f"unknown rollout_decoding {self.rollout_decoding!r}; choose one of {DECODING_MODES}")
+        if self.rollout_decoding != "dynamic" and self.rollout_engine != "decode":
+            raise ConfigError("rollout_decoding applies to rollout_engine: decode (generate keeps its own cache)")
         if self.advantage not in ("gae", "group"):
             raise ConfigError(f"unknown advantage {self.advantage!r}; use gae or group")
         if self.advantage == "group" and self.num_generations < 2:

@@ -32,6 +32,7 @@ from accelerate.utils import DistributedType, set_seed
 from moalign.config import ConfigError
 from moalign.data import StepSampler
 from moalign.models import LoraSpec, add_lora, load_model, load_tokenizer, padding_id, render_prompt
+from moalign.models.decoding import eos_ids
 from moalign.moo import PAMA, get_rule, noon_indicator
 from moalign.moo.tchebycheff import OnlineTchebycheff
 from moalign.objectives import RewardError, RunningWhitening, build_rewards
@@ -46,7 +47,7 @@ from moalign.train.ppo import (KLController, gae, group_advantages, kl_penalty, 
                                ppo_clip_loss, value_loss)
 from moalign.train.rl_config import RL_METHODS, MultiObjectiveRLConfig
 from moalign.train.rl_prompts import load_rl_prompts
-from moalign.train.rollout import GenerateEngine, Rollout, RolloutEngine, response_forward
+from moalign.train.rollout import DecodeEngine, GenerateEngine, Rollout, RolloutEngine, response_forward
 
 
 def derived_seed(*parts: int) -> int:
@@ -137,8 +138,12 @@ class MultiObjectiveRLTrainer(TrainerBase):
     # ---- rollouts ---------------------------------------------------------------------------------
 
     def default_engine(self, *, synced_gpus: bool) -> RolloutEngine:
-        """The rollout engine when none is given: transformers' ``generate`` on the policy; ``synced_gpus`` when the
-        policy is sharded, so every process keeps stepping until all are done."""
+        """The rollout engine when none is given, as ``config.rollout_engine`` says: transformers' ``generate`` on
+        the policy, or moalign's decoding loop; ``synced_gpus`` when the policy is sharded, so every process keeps
+        stepping until all are done."""
+        if self.config.rollout_engine == "decode":
+            return DecodeEngine(self.tokenizer, eos_ids(self.policy(), self.tokenizer), synced_gpus=synced_gpus,
+                                decoding=self.config.rollout_decoding)
         return GenerateEngine(self.tokenizer, synced_gpus=synced_gpus)
 
     def encode(self, prompt: Any) -> list[int]:
