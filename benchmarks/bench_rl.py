@@ -214,8 +214,6 @@ def main() -> None:
     parser.add_argument("--count-ops", action="store_true",
                         help="count the operators and host reads of one step per configuration instead of timing")
     args = parser.parse_args()
-    if args.decoding != "dynamic" and args.engine != "decode":
-        parser.error("--decoding applies to --engine decode")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or str(build_tiny_model(f"{tmp}/llama", hidden_size=args.hidden, num_layers=args.layers))

@@ -25,12 +25,17 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def _weights_fit(rank_weights: torch.Tensor, batch: int, seq: int, rank: int) -> bool:
+    """Whether ``rank_weights`` gives every row (``(B, 1, R)``) or every token (``(B, T, R)``) a weight per rank."""
+    return tuple(rank_weights.shape) in ((batch, seq, rank), (batch, 1, rank))
+
+
 def can_fuse(out: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b_t: torch.Tensor,
              rank_weights: torch.Tensor) -> bool:
     """Whether :func:`mixture_lora_update_` applies: CUDA, no gradient wanted, one dtype, a decoding-sized batch,
     weights per row (or per token) and rank."""
     return (x.is_cuda and triton_available() and x.dim() == 3 and x.numel() > 0
-            and rank_weights.shape in ((x.shape[0], x.shape[1], lora_a.shape[0]), (x.shape[0], 1, lora_a.shape[0]))
+            and _weights_fit(rank_weights, x.shape[0], x.shape[1], lora_a.shape[0])
             and not (torch.is_grad_enabled() and (x.requires_grad or rank_weights.requires_grad))
             and not torch.is_autocast_enabled(x.device.type)
             and x.dtype == lora_a.dtype == lora_b_t.dtype == out.dtype
@@ -51,7 +56,7 @@ def mixture_lora_update_(out: torch.Tensor, x: torch.Tensor, lora_a: torch.Tenso
 
     batch, seq, d_in = x.shape
     rank, d_out = lora_b_t.shape
-    if rank_weights.shape not in ((batch, seq, rank), (batch, 1, rank)):
+    if not _weights_fit(rank_weights, batch, seq, rank):
         raise ValueError(f"rank weights {tuple(rank_weights.shape)} do not fit {batch} rows of {seq} tokens "
                          f"and {rank} ranks")
     x2d = x.reshape(batch * seq, d_in)

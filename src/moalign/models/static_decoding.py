@@ -38,7 +38,7 @@ def static_cache(config: Any, max_length: int) -> Any:
     cache = StaticCache(config=config, max_cache_len=max_length)
     if not all(hasattr(layer, "cumulative_length") for layer in getattr(cache, "layers", [None])):
         raise DecodingError(f"static decoding needs a transformers whose StaticCache keeps its write position on the "
-                            f"device (5.23 and 5.25 do, 5.0 does not); this is transformers {transformers.__version__}: "
+                            f"device (5.17 to 5.25 do, 5.0 does not); this is transformers {transformers.__version__}: "
                             "use decoding 'dynamic'")
     return cache
 
