@@ -1,4 +1,4 @@
-"""``moalign train dpo|rm|rl --config cfg.yaml [--key value ...]``: train from a YAML config plus overrides."""
+"""``moalign train dpo|modpo|rm|rl --config cfg.yaml [--key value ...]``: train from a YAML config plus overrides."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 METHODS = {
     "dpo": ("moalign.train:MultiObjectiveDPOConfig", "moalign.train:MultiObjectiveDPOTrainer",
             "multi-objective DPO with a combination rule (default mgda_decoupled)"),
+    "modpo": ("moalign.train:MODPOConfig", "moalign.train:MODPOTrainer",
+              "MODPO: DPO on one objective's pairs with the other objectives' rewards as a margin"),
     "rm": ("moalign.train:RewardModelConfig", "moalign.train:RewardModelTrainer",
            "reward models: one Bradley-Terry head per objective on a shared backbone"),
     "rl": ("moalign.train:MultiObjectiveRLConfig", "moalign.train:MultiObjectiveRLTrainer",
@@ -18,7 +20,7 @@ METHODS = {
     "routers": ("moalign.hoe.train_routers:RouterTrainingConfig", "moalign.hoe.train_routers:HoERouterTrainer",
                 "HoE router experts: PPO on smooth Tchebycheff at an anchor preference"),
 }
-TRAIN_METHODS = ("dpo", "rm", "rl")
+TRAIN_METHODS = ("dpo", "modpo", "rm", "rl")
 
 
 def _load(spec: str):

@@ -60,10 +60,7 @@ class MultiObjectiveDPOTrainer(TrainerBase):
         set_seed(config.seed)
         self.train_dataset, self.eval_dataset = self.preference_datasets(train_dataset, eval_dataset)
         self.objectives = tuple(self.train_dataset.objectives)
-        self.preference = (
-            None if config.preference is None
-            else torch.as_tensor(normalize_preference(config.preference, self.objectives))
-        )
+        self.preference = self.rule_preference()
         self.rule = get_rule(config.rule, **config.rule_options)
         check_distributed_geometry(self.rule, self.accelerator, config.rule)
 
@@ -110,13 +107,27 @@ class MultiObjectiveDPOTrainer(TrainerBase):
 
     # ---- one step ---------------------------------------------------------------------------------
 
-    def objective_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: list[int], split: str) -> ObjectiveLosses:
-        """Per-objective DPO losses of one collated batch (policy forward + reference log-probs)."""
+    def rule_preference(self) -> torch.Tensor | None:
+        """The preference vector the combination rule is given: the config's, over the data's objectives."""
+        preference = self.config.preference
+        return None if preference is None else torch.as_tensor(normalize_preference(preference, self.objectives))
+
+    def implicit_margins(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: list[int],
+                         split: str) -> torch.Tensor:
+        """``(B,)`` implicit reward margins ``h`` of one collated batch (policy forward + reference log-probs)."""
         with self.accelerator.autocast():
             policy = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
         reference = self.reference(batch, index, split)
-        margins = pair_margins(policy, reference)  # float32 or wider: sequence_logprobs upcasts half precision
+        return pair_margins(policy, reference)  # float32 or wider: sequence_logprobs upcasts half precision
+
+    def objective_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: list[int], split: str) -> ObjectiveLosses:
+        """Per-objective DPO losses of one collated batch."""
+        margins = self.implicit_margins(model, batch, index, split)
         return objective_losses(margins, batch["labels"], batch["label_mask"], beta=self.config.beta, loss_type=self.config.loss_type)
+
+    def skip_reason(self, counts: torch.Tensor) -> str | None:
+        """Why a step whose pairs label the objectives ``counts`` times has nothing to train on, or None."""
+        return None if counts.any() else NO_LABELS
 
     def compute_gradients(self, step: int) -> dict[str, Any]:
         """Write step ``step``'s update ``sum_k w_k grad L_k`` into ``.grad`` and return its metrics
@@ -128,8 +139,9 @@ class MultiObjectiveDPOTrainer(TrainerBase):
             index = self.sampler.indices(step, m, rank)
             micros.append((index, self.make_batch(self.train_dataset, index)))
         counts = self.objective_step.reduce(sum(label_counts(b["labels"], b["label_mask"]).double().cpu() for _, b in micros))
-        if not counts.any():
-            return {"skipped": NO_LABELS}
+        reason = self.skip_reason(counts)
+        if reason is not None:
+            return {"skipped": reason}
         result = self.objective_step.run(step, micros, counts,
                                lambda model, micro: self.objective_losses(model, micro[1], micro[0], "train"))
         losses, accuracy, margin = result.totals.means(counts)
