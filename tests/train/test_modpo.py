@@ -133,3 +133,29 @@ def test_bad_modpo_settings_fail_clearly(tiny_model_path, tmp_path):
     # the margin's objective needs no labelled pairs: here the data labels informative only
     trainer = MODPOTrainer(build(objectives=["informative"]))
     assert trainer.objectives == ("informative",) and trainer.margin_weights == [0.5]
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_refuses_another_trade_off(tiny_model_path, tmp_path, monkeypatch):
+    def run_config(name, **overrides):
+        return MODPOConfig(**settings_for(tiny_model_path, tmp_path / name, task="synthetic", max_steps=6, save_steps=3,
+                                          use_lora=True, per_device_batch_size=4, max_length=64, max_prompt_length=24),
+                           main_objective="informative", margin_rewards=["warm"], **{"preference": [0.4, 0.6], **overrides})
+
+    MODPOTrainer(run_config("a")).train()
+    killed = MODPOTrainer(run_config("b"))
+    original = killed.training_step
+
+    def dies_at_step_4(step):
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+        return original(step)
+
+    monkeypatch.setattr(killed, "training_step", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    with pytest.raises(ConfigError, match=r"preference: \[0.4, 0.6\] -> \[0.7, 0.3\]"):
+        MODPOTrainer(run_config("b", preference=[0.7, 0.3])).train(resume_from="latest")
+    MODPOTrainer(run_config("b")).train(resume_from="latest")
+    a = load_file(tmp_path / "a" / "run" / "final" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "b" / "run" / "final" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
