@@ -106,7 +106,8 @@ class MODPOTrainer(MultiObjectiveDPOTrainer):
                             if dataset is not None}
 
     def rule_preference(self) -> torch.Tensor:
-        """The main objective alone: the others enter through the margin, and the data's other labels are reported."""
+        """The main objective alone (its index becomes ``self.main``): the others enter through the margin, and the
+        data's other labels are reported."""
         main = self.config.main_objective
         if main not in self.objectives:
             raise ConfigError(f"main_objective {main!r} is not one of the data's objectives {list(self.objectives)}")
@@ -145,7 +146,6 @@ class MODPOTrainer(MultiObjectiveDPOTrainer):
     def skip_reason(self, counts: torch.Tensor) -> str | None:
         return None if counts[self.main] > 0 else f"no pair of this step is labelled on {self.config.main_objective!r}"
 
-    @torch.no_grad()
     def evaluate(self, dataset: PreferenceDataset | None = None) -> dict[str, dict[str, float]]:
         if dataset is not None and all(dataset is not d for d in (self.train_dataset, self.eval_dataset)):
             raise ValueError("MODPO evaluates its train and eval datasets only: their reward margins are computed "
