@@ -8,8 +8,8 @@ import torch
 from helpers import moalign
 
 from moalign.data import PreferenceDataset
-from moalign.objectives import reward_model_scorers
-from moalign.objectives.reward_model import encode_conversations, sequence_rewards
+from moalign.objectives import build_rewards, reward_model_scorers
+from moalign.objectives.reward_model import DEFAULT_MAX_LENGTH, RewardModelScorer, encode_conversations, sequence_rewards
 from moalign.train import RewardModelConfig, RewardModelTrainer
 from moalign.train.losses import objective_losses
 
@@ -50,6 +50,12 @@ def test_saved_folder_loads_in_transformers_and_scores_as_trained(trained):
         expected = sequence_rewards(trainer.model.eval(), encode_conversations(trainer.tokenizer, prompts, responses, 512))
     scorers = reward_model_scorers(str(final), batch_size=4)
     assert [s.name for s in scorers] == ["informative", "readable", "warm"]
+    # scored at the token limit it was trained with, whichever way it is loaded, unless told otherwise
+    trained_length = trainer.config.max_length
+    assert {s.max_length for s in scorers} == {trained_length} != {DEFAULT_MAX_LENGTH}
+    assert build_rewards([f"warm=rm:{final}:warm"])[0].max_length == trained_length
+    assert RewardModelScorer.from_pretrained(str(final), head="warm").max_length == trained_length
+    assert build_rewards([f"warm=rm:{final}:warm"], max_length=32)[0].max_length == 32
     for k, scorer in enumerate(scorers):
         np.testing.assert_allclose(scorer.reward(prompts, responses), expected[:, k].numpy(), rtol=1e-4, atol=1e-5)
 

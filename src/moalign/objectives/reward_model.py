@@ -8,18 +8,25 @@ model's device; the tokenizer is never mutated (padding side is chosen per call)
 can share it.
 
 The text scored is the conversation the policy produced: with a chat template, the prompt as the user turn
-and the response as the assistant turn; without one, prompt and response joined.
+and the response as the assistant turn; without one, prompt and response joined. A reward model trained here is
+scored at the token limit it was trained with (recorded in its ``moalign_training.json``), so texts are cut the
+same way in training and in use; any other at 1024 tokens, unless ``max_length`` says otherwise.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from moalign.objectives.base import Scorer
+
+#: token limit of a reward model that records none
+DEFAULT_MAX_LENGTH = 1024
 
 
 def encode_conversations(tokenizer: Any, prompts: Sequence[Any], responses: Sequence[str],
@@ -67,7 +74,7 @@ class RewardModelScorer(Scorer):
     """
 
     def __init__(self, name: str, model: Any, tokenizer: Any, *, head: int | str = 0, batch_size: int = 8,
-                 max_length: int = 1024):
+                 max_length: int = DEFAULT_MAX_LENGTH):
         labels = {v: int(k) for k, v in (getattr(model.config, "id2label", None) or {}).items()}
         if isinstance(head, str):
             if head not in labels:
@@ -87,6 +94,7 @@ class RewardModelScorer(Scorer):
         model, tokenizer = load_reward_model(name_or_path, dtype=dtype, device=device)
         labels = getattr(model.config, "id2label", None) or {}
         default = head if isinstance(head, str) else labels.get(head, f"reward{head}")
+        options["max_length"] = scoring_length(name_or_path, options.get("max_length"))
         return cls(name or default, model, tokenizer, head=head, **options)
 
     def fingerprint(self) -> dict[str, Any]:
@@ -126,5 +134,18 @@ def reward_model_scorers(name_or_path: str, **options: Any) -> list[RewardModelS
     model, tokenizer = load_reward_model(name_or_path, dtype=options.pop("dtype", "float32"),
                                          device=options.pop("device", None))
     labels = getattr(model.config, "id2label", None) or {}
+    options["max_length"] = scoring_length(name_or_path, options.get("max_length"))
     return [RewardModelScorer(labels.get(k, f"reward{k}"), model, tokenizer, head=k, **options)
             for k in range(model.config.num_labels)]
+
+
+def scoring_length(name_or_path: str, max_length: int | None = None) -> int:
+    """The token limit to score with: ``max_length`` when given, else the one the model was trained with here
+    (``moalign train rm`` records it), else :data:`DEFAULT_MAX_LENGTH`."""
+    if max_length:
+        return max_length
+    try:
+        recorded = json.loads((Path(name_or_path) / "moalign_training.json").read_text()).get("config", {})
+    except (OSError, ValueError):  # a Hub name, a model trained elsewhere, an unreadable summary
+        return DEFAULT_MAX_LENGTH
+    return int(recorded.get("max_length") or DEFAULT_MAX_LENGTH)

@@ -33,9 +33,12 @@ def parse_reward_spec(text: str) -> tuple[str, str | None, int | str]:
     return name, path, int(head) if head.isdigit() else (head or 0)
 
 
-def build_rewards(specs: Sequence[str], *, device: Any = None, batch_size: int = 8, max_length: int = 1024) -> list[Scorer]:
+def build_rewards(specs: Sequence[str], *, device: Any = None, batch_size: int = 8,
+                  max_length: int | None = None) -> list[Scorer]:
     """One scorer per spec, in order; heads of one reward model share one loaded copy. A reward model that
-    cannot be loaded is a :class:`ConfigError` naming the objective and the path."""
+    cannot be loaded is a :class:`ConfigError` naming the objective and the path. Reward models score texts of
+    at most ``max_length`` tokens, by default the limit they were trained with (see
+    :func:`~moalign.objectives.reward_model.scoring_length`)."""
     names = [parse_reward_spec(s)[0] for s in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"reward names must be distinct, got {names}")
@@ -46,7 +49,7 @@ def build_rewards(specs: Sequence[str], *, device: Any = None, batch_size: int =
         if path is None:
             scorers.append(get_scorer(name))
             continue
-        from moalign.objectives.reward_model import RewardModelScorer, load_reward_model
+        from moalign.objectives.reward_model import RewardModelScorer, load_reward_model, scoring_length
 
         if path not in loaded:
             try:
@@ -56,7 +59,7 @@ def build_rewards(specs: Sequence[str], *, device: Any = None, batch_size: int =
         model, tokenizer = loaded[path]
         try:
             scorers.append(RewardModelScorer(name, model, tokenizer, head=head, batch_size=batch_size,
-                                             max_length=max_length))
+                                             max_length=scoring_length(path, max_length)))
         except ValueError as exc:
             raise ConfigError(f"reward {name!r}: {exc}") from None
     return scorers
