@@ -45,18 +45,30 @@ def test_the_main_objectives_loss_is_modpos_formula(batch, main_weight, beta, se
     assert int(got.counts[0]) == batch
 
 
-def test_margins_are_the_weighted_reward_differences_of_each_pair(tiny_model_path, tmp_path):
-    trainer = MODPOTrainer(MODPOConfig(**settings_for(tiny_model_path, tmp_path, task="synthetic", max_steps=1, use_lora=True,
-                                                      objectives=["informative", "readable", "warm"],
-                                                      main_objective="informative", preference=[2, 1, 1],
-                                                      margin_rewards=["readable", "warm"], eval_fraction=0.2)))
+def test_margins_are_the_weighted_reward_differences_of_each_pair_and_scored_once(tiny_model_path, tmp_path, monkeypatch):
+    def build(preference, **datasets):
+        return MODPOTrainer(MODPOConfig(**settings_for(tiny_model_path, tmp_path, task="synthetic", max_steps=1,
+                                                       use_lora=True, objectives=["informative", "readable", "warm"],
+                                                       main_objective="informative", preference=preference,
+                                                       margin_rewards=["readable", "warm"], eval_fraction=0.2)),
+                            **datasets)
+
+    trainer = build([2, 1, 1])
+    differences = {}
     for split, dataset in (("train", trainer.train_dataset), ("eval", trainer.eval_dataset)):
         prompts = [p.prompt for p in dataset.pairs]
-        expected = sum(0.25 * (get_scorer(name).reward(prompts, [p.response_a for p in dataset.pairs])
-                               - get_scorer(name).reward(prompts, [p.response_b for p in dataset.pairs]))
-                       for name in ("readable", "warm"))
+        differences[split] = {name: get_scorer(name).reward(prompts, [p.response_a for p in dataset.pairs])
+                              - get_scorer(name).reward(prompts, [p.response_b for p in dataset.pairs])
+                              for name in ("readable", "warm")}
+        expected = 0.25 * differences[split]["readable"] + 0.25 * differences[split]["warm"]
         np.testing.assert_allclose(trainer.reward_gaps[split].numpy(), expected, rtol=1e-12)
         assert np.abs(expected).max() > 0.1  # the margins are not all zero
+    # another preference on the same data and rewards reads the cached differences: nothing is scored again
+    monkeypatch.setattr("moalign.objectives.base.Scorer.reward", lambda *args: pytest.fail("scored again"))
+    other = build([1, 2, 1], train_dataset=trainer.train_dataset, eval_dataset=trainer.eval_dataset)
+    for split in ("train", "eval"):
+        expected = 0.5 * differences[split]["readable"] + 0.25 * differences[split]["warm"]
+        np.testing.assert_allclose(other.reward_gaps[split].numpy(), expected, rtol=1e-12)
 
 
 def test_with_all_weight_on_the_main_objective_modpo_is_dpo_on_it(tiny_model_path, tmp_path):

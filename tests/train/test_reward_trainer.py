@@ -1,6 +1,7 @@
 """Reward-model training: Bradley-Terry per objective, held-out accuracy above chance, a folder transformers loads."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -56,6 +57,11 @@ def test_saved_folder_loads_in_transformers_and_scores_as_trained(trained):
     assert build_rewards([f"warm=rm:{final}:warm"])[0].max_length == trained_length
     assert RewardModelScorer.from_pretrained(str(final), head="warm").max_length == trained_length
     assert build_rewards([f"warm=rm:{final}:warm"], max_length=32)[0].max_length == 32
+    # the fingerprint (what cached scores are keyed on) changes when the model is retrained in place
+    before = scorers[0].fingerprint()
+    weights = next(final.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000_000))
+    assert before["weights"] and scorers[0].fingerprint() != before
     for k, scorer in enumerate(scorers):
         np.testing.assert_allclose(scorer.reward(prompts, responses), expected[:, k].numpy(), rtol=1e-4, atol=1e-5)
 

@@ -98,8 +98,12 @@ class RewardModelScorer(Scorer):
         return cls(name or default, model, tokenizer, head=head, **options)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**super().fingerprint(), "model": str(getattr(self.model.config, "_name_or_path", "")),
-                "head": self.head, "max_length": self.max_length}
+        path = str(getattr(self.model.config, "_name_or_path", ""))
+        # a folder's weight files (name, size, modification time), so a model retrained in place is a new fingerprint
+        weights = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(path).glob("*.safetensors")) \
+            if path and Path(path).is_dir() else []
+        return {**super().fingerprint(), "model": path, "weights": weights, "head": self.head,
+                "max_length": self.max_length}
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:

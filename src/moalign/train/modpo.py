@@ -14,11 +14,15 @@ One policy per preference, as in the paper: sweep ``w`` and compare the runs wit
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from moalign.config import ConfigError
@@ -26,6 +30,7 @@ from moalign.data import PreferenceDataset
 from moalign.objectives import build_rewards, parse_reward_spec
 from moalign.objectives.base import RewardError
 from moalign.preference import normalize_preference
+from moalign.storage import cache_dir
 from moalign.train.dpo_config import MultiObjectiveDPOConfig
 from moalign.train.dpo_trainer import MultiObjectiveDPOTrainer
 from moalign.train.losses import ObjectiveLosses, objective_losses
@@ -91,7 +96,8 @@ class MODPOTrainer(MultiObjectiveDPOTrainer):
     """Train one policy at the preference ``config.preference`` by MODPO (see the module docstring).
 
     Takes the same arguments as :class:`~moalign.train.MultiObjectiveDPOTrainer`. The reward margins of the train
-    and eval pairs are computed when the trainer is built (every process scores all pairs).
+    and eval pairs are computed when the trainer is built (every process scores all pairs) and cached per reward
+    (``$MOALIGN_CACHE/modpo-margins``), so runs at other preferences on the same data and rewards reuse them.
     """
 
     tracker_project = "moalign-modpo"
@@ -116,22 +122,39 @@ class MODPOTrainer(MultiObjectiveDPOTrainer):
 
     def pair_reward_gaps(self, dataset: PreferenceDataset, scorers: list) -> torch.Tensor:
         """``(N,)`` ``sum_j w_j (r_j(x, a) - r_j(x, b))`` over the margin rewards, for every pair of ``dataset``."""
-        gaps = np.zeros(len(dataset), dtype=np.float64)
+        gaps = torch.zeros(len(dataset), dtype=torch.float64)
+        for scorer, weight in zip(scorers, self.margin_weights):
+            if weight:
+                gaps += weight * self.reward_differences(dataset, scorer)
+        return gaps
+
+    def reward_differences(self, dataset: PreferenceDataset, scorer: Any) -> torch.Tensor:
+        """``(N,)`` ``r(x, a) - r(x, b)`` of one reward for every pair, cached in the moalign cache under the reward's
+        fingerprint and the pairs' texts, so a sweep over preferences scores the data once."""
+        key = hashlib.sha256(json.dumps([scorer.fingerprint(), [(p.prompt, p.response_a, p.response_b)
+                                                                for p in dataset.pairs]], sort_keys=True).encode())
+        path = cache_dir() / "modpo-margins" / f"{key.hexdigest()[:24]}.safetensors"
+        if path.exists():
+            return load_file(path)["differences"]
+        differences = np.zeros(len(dataset), dtype=np.float64)
         size = self.config.reward_batch_size
-        for start in tqdm(range(0, len(dataset), size), desc="margin rewards", leave=False,
+        for start in tqdm(range(0, len(dataset), size), desc=f"margin reward {scorer.name}", leave=False,
                           disable=not self.accelerator.is_main_process):
             pairs = dataset.pairs[start:start + size]
             prompts = [p.prompt for p in pairs]
-            for scorer, weight in zip(scorers, self.margin_weights):
-                if weight == 0:
-                    continue
-                try:
-                    chosen = scorer.reward(prompts, [p.response_a for p in pairs])
-                    other = scorer.reward(prompts, [p.response_b for p in pairs])
-                except (ValueError, RuntimeError, OSError) as exc:  # RewardError is a ValueError
-                    raise RewardError(f"margin reward {scorer.name!r} on pairs {start}-{start + len(pairs) - 1}: {exc}") from exc
-                gaps[start:start + len(pairs)] += weight * (chosen - other)
-        return torch.from_numpy(gaps)
+            try:
+                chosen = scorer.reward(prompts, [p.response_a for p in pairs])
+                other = scorer.reward(prompts, [p.response_b for p in pairs])
+            except (ValueError, RuntimeError, OSError) as exc:  # RewardError is a ValueError
+                raise RewardError(f"margin reward {scorer.name!r} on pairs {start}-{start + len(pairs) - 1}: {exc}") from exc
+            differences[start:start + len(pairs)] = chosen - other
+        result = torch.from_numpy(differences)
+        if self.accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            save_file({"differences": result}, partial)
+            os.replace(partial, path)
+        return result
 
     def objective_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: list[int],
                          split: str) -> ObjectiveLosses:
