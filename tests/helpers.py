@@ -1,5 +1,5 @@
-"""Test helpers: the ``moalign`` command in a subprocess, two-process runs, and random LoRA adapters on the tiny model
-standing in for trained experts (fast, no training)."""
+"""Test helpers: the ``moalign`` command in a subprocess, two-process runs, a trainer killed mid-run, and random
+LoRA adapters on the tiny model standing in for trained experts (fast, no training)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from moalign.models import LoraSpec, add_lora, load_model
@@ -96,3 +97,17 @@ def train_rl_experts(tiny_model_path, root, objectives, *, steps):
         MultiObjectiveRLTrainer(cfg).train()
         experts.append(expert_from_adapter(objective, one_hot, root / objective / "final"))
     return experts
+
+
+def train_until_killed(trainer, step, monkeypatch):
+    """Run ``trainer.train()`` as if the process were killed when step ``step`` (0-based) starts."""
+    original = trainer.training_step
+
+    def dies(current):
+        if current == step:
+            raise KeyboardInterrupt("killed")
+        return original(current)
+
+    monkeypatch.setattr(trainer, "training_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()

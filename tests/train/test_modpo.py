@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from helpers import moalign
+from helpers import moalign, train_until_killed
 from moalign.config import ConfigError
 from moalign.data import PreferenceDataset
 from moalign.data.schema import Label
@@ -154,17 +154,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_refuses_another_trade_off(
                            main_objective="informative", margin_rewards=["warm"], **{"preference": [0.4, 0.6], **overrides})
 
     MODPOTrainer(run_config("a")).train()
-    killed = MODPOTrainer(run_config("b"))
-    original = killed.training_step
-
-    def dies_at_step_4(step):
-        if step == 4:
-            raise KeyboardInterrupt("killed")
-        return original(step)
-
-    monkeypatch.setattr(killed, "training_step", dies_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        killed.train()
+    train_until_killed(MODPOTrainer(run_config("b")), 4, monkeypatch)
     with pytest.raises(ConfigError, match=r"preference: \[0.4, 0.6\] -> \[0.7, 0.3\]"):
         MODPOTrainer(run_config("b", preference=[0.7, 0.3])).train(resume_from="latest")
     MODPOTrainer(run_config("b")).train(resume_from="latest")

@@ -6,6 +6,7 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 
+from helpers import train_until_killed
 from moalign.config import ConfigError, load_config
 from moalign.data import DataError
 from moalign.models import load_model
@@ -64,17 +65,7 @@ def test_kill_and_resume_gives_bitwise_equal_weights(tiny_model_path, tmp_path, 
     straight.train()
     expected = load_file(str(tmp_path / "a" / "run" / "final" / "adapter_model.safetensors"))
 
-    killed = MultiObjectiveDPOTrainer(resume_config(tiny_model_path, tmp_path, "b"))
-    original = killed.training_step
-
-    def dies_at_step_6(step):
-        if step == 6:
-            raise KeyboardInterrupt("killed")
-        return original(step)
-
-    monkeypatch.setattr(killed, "training_step", dies_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        killed.train()
+    train_until_killed(MultiObjectiveDPOTrainer(resume_config(tiny_model_path, tmp_path, "b")), 6, monkeypatch)
     run_dir = tmp_path / "b" / "run"
     assert (run_dir / "checkpoint-4").exists() and not (run_dir / "final").exists()
 
